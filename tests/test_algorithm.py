@@ -185,7 +185,9 @@ def _random_batch(seed: int, n: int = 8, t: int = 6):
 def test_gtpo_loss_by_hand():
     # One completion of two tokens, on-policy: loss = -(1/2) * A' * (w0 + w1).
     logps = torch.tensor([[-1.0, -2.0]], requires_grad=True)
-    loss = A.gtpo_loss(logps, logps.detach(), torch.tensor([0.5]), torch.tensor([[2.0, 1.0]]), torch.ones(1, 2))
+    loss = A.gtpo_loss(
+        logps, logps.detach(), torch.tensor([0.5]), torch.tensor([[2.0, 1.0]]), torch.ones(1, 2)
+    )
     assert loss.item() == pytest.approx(-0.75)
     loss.backward()
     # d loss / d logp_t = -(1/2) * A' * w_t
@@ -253,13 +255,13 @@ def _slow_runs(ids, mask, adv, group_size):
         pos = [j for j in rows if adv[j] > 0]
         neg = [j for j in rows if adv[j] < 0]
 
-        def raw_from_start(i, t):
+        def raw_from_start(i, t, pos=pos, neg=neg):
             tok = ids[i][t]
             hit_pos = any(t < lengths[j] and ids[j][t] == tok for j in pos)
             hit_neg = any(t < lengths[j] and ids[j][t] == tok for j in neg)
             return hit_pos and hit_neg
 
-        def raw_from_end(i, s):
+        def raw_from_end(i, s, pos=pos, neg=neg):
             tok = ids[i][lengths[i] - 1 - s]
             hit_pos = any(s < lengths[j] and ids[j][lengths[j] - 1 - s] == tok for j in pos)
             hit_neg = any(s < lengths[j] and ids[j][lengths[j] - 1 - s] == tok for j in neg)
@@ -307,7 +309,9 @@ def _make_batch(g, groups, t_len, vocab, seed):
 def test_conflicts_match_slow_reference(batch, mode):
     g, groups, t_len, vocab, seed = batch
     ids, mask, adv = _make_batch(g, groups, t_len, vocab, seed)
-    assert torch.equal(A.conflict_mask(ids, mask, adv, g, mode=mode), _slow_conflicts(ids, mask, adv, g, mode))
+    assert torch.equal(
+        A.conflict_mask(ids, mask, adv, g, mode=mode), _slow_conflicts(ids, mask, adv, g, mode)
+    )
 
 
 @settings(max_examples=100, deadline=None)
