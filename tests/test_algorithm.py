@@ -451,3 +451,14 @@ def test_diagnostics():
     assert shares["negative_conflict_share"] == pytest.approx(4 / 18)
     stats = A.gate_diagnostics(torch.tensor([1.0, 0.0, 1.0, 1.0]), torch.tensor([0.2, 0.4, 0.6, 0.8]))
     assert stats == {"gated_out_share": 0.25, "mean_entropy": pytest.approx(0.5)}
+
+
+def test_importance_weights_scale_the_policy_term_only():
+    logps, old, mask, adv = _random_batch(2)
+    ones = torch.ones_like(logps)
+    base = A.gtpo_loss(logps, old, adv, ones, mask)
+    assert torch.allclose(A.gtpo_loss(logps, old, adv, ones, mask, importance_weights=2 * ones), 2 * base)
+    ref = logps.detach() + 0.1
+    kl = A.sequence_mean(A.k3_kl(logps, ref), mask).mean()
+    with_both = A.gtpo_loss(logps, old, adv, ones, mask, importance_weights=2 * ones, beta=0.5, ref_logps=ref)
+    assert torch.allclose(with_both, 2 * base + 0.5 * kl)

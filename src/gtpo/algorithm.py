@@ -274,6 +274,12 @@ def sequence_mean(per_token: torch.Tensor, completion_mask: torch.Tensor) -> tor
     return (per_token * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
 
+def k3_kl(logps: torch.Tensor, ref_logps: torch.Tensor) -> torch.Tensor:
+    """Per-token k3 estimator of KL(pi || pi_ref): exp(ref - logp) - (ref - logp) - 1. (N, T)."""
+    delta = ref_logps - logps
+    return torch.exp(delta) - delta - 1.0
+
+
 def gtpo_loss(
     logps: torch.Tensor,
     old_logps: torch.Tensor,
@@ -282,14 +288,25 @@ def gtpo_loss(
     completion_mask: torch.Tensor,
     epsilon_low: float = 0.2,
     epsilon_high: float = 0.2,
+    importance_weights: torch.Tensor | None = None,
+    beta: float = 0.0,
+    ref_logps: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The paper's loss: -(1/N) sum_i (1/|o_i|) sum_t lambda_{i,t} * clipped(r_{i,t}, A'_i).
 
     advantages: the shaped A'_i = delta_i * (A_i - gamma <H>_i), (N,); weights: lambda (N, T).
     Averaging over all N rows equals the paper's 1/G per group averaged over groups.
-    Returns a scalar.
+    Optional extras, both off in the paper: importance_weights ((N, T) or (N, 1)) multiply the
+    policy term, as for a sampler/trainer mismatch (vLLM); beta > 0 adds beta * k3 KL to
+    ref_logps. Returns a scalar.
     """
     per_token = clipped_policy_loss(logps, old_logps, advantages, epsilon_low, epsilon_high) * weights
+    if importance_weights is not None:
+        per_token = per_token * importance_weights
+    if beta != 0.0:
+        if ref_logps is None:
+            raise ValueError("a loss with beta != 0 needs ref_logps")
+        per_token = per_token + beta * k3_kl(logps, ref_logps)
     return sequence_mean(per_token, completion_mask).mean()
 
 
@@ -311,12 +328,6 @@ def official_gtpo_loss(
     return (sequence_mean(per_token, completion_mask) / divisor.clamp(min=1)).sum()
 
 
-def k3_kl(logps: torch.Tensor, ref_logps: torch.Tensor) -> torch.Tensor:
-    """Per-token k3 estimator of KL(pi || pi_ref): exp(ref - logp) - (ref - logp) - 1. (N, T)."""
-    delta = ref_logps - logps
-    return torch.exp(delta) - delta - 1.0
-
-
 def grpo_loss(
     logps: torch.Tensor,
     old_logps: torch.Tensor,
@@ -327,14 +338,20 @@ def grpo_loss(
     epsilon_low: float = 0.2,
     epsilon_high: float = 0.2,
 ) -> torch.Tensor:
-    """Plain GRPO from the same pieces: clipped loss plus beta * k3 KL to a reference model,
-    per-completion token mean, then mean over completions. Returns a scalar."""
-    per_token = clipped_policy_loss(logps, old_logps, advantages, epsilon_low, epsilon_high)
-    if beta != 0.0:
-        if ref_logps is None:
-            raise ValueError("grpo_loss with beta != 0 needs ref_logps")
-        per_token = per_token + beta * k3_kl(logps, ref_logps)
-    return sequence_mean(per_token, completion_mask).mean()
+    """Plain GRPO from the same pieces: every token weight 1, no gate, unshaped advantages,
+    plus beta * k3 KL to a reference model when beta > 0. Returns a scalar."""
+    weights = torch.ones_like(logps)
+    return gtpo_loss(
+        logps,
+        old_logps,
+        advantages,
+        weights,
+        completion_mask,
+        epsilon_low,
+        epsilon_high,
+        beta=beta,
+        ref_logps=ref_logps,
+    )
 
 
 # --------------------------------------------------------------------------------------------
