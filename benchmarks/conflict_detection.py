@@ -3,8 +3,10 @@
 The official GTPO code finds conflict tokens by counting (position * vocab + token id) keys with
 torch.bincount, so each group allocates several buffers of vocab x length counters. Ours compares
 token ids inside each group. Both are run here on the same random batch, checked to agree, and
-timed (median of --repeats runs) with their peak extra memory: on CPU the rise of the process's
-peak resident set (Linux VmHWM, reset before each run), on CUDA torch.cuda.max_memory_allocated.
+timed (median of --repeats runs) and their peak extra memory measured. On CUDA memory is
+torch.cuda.max_memory_allocated. On CPU it is the rise of the peak resident set (Linux VmHWM, reset
+before the run) in a fresh child process per method, started with MALLOC_MMAP_THRESHOLD_=0 so that
+every freed buffer leaves the resident set at once and the peak counts only live buffers.
 
     python benchmarks/conflict_detection.py                 # N=64 (8 x 8), T=4096, V=32k and 152k
     python benchmarks/conflict_detection.py --grid full     # N in {16, 64, 256}, T in {512, 4096}
@@ -14,7 +16,10 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from functools import partial
@@ -62,28 +67,50 @@ def _vm_kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def measure(fn: Callable[[], torch.Tensor], device: torch.device, repeats: int) -> tuple[float, float]:
-    """(median seconds, peak extra MiB) of fn over repeats runs."""
-    times, peaks = [], []
+def median_seconds(fn: Callable[[], torch.Tensor], device: torch.device, repeats: int) -> float:
+    """Median wall time of fn over repeats runs."""
+    times = []
     for _ in range(repeats):
         gc.collect()
         if device.type == "cuda":
             torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated()
-        else:
-            with open("/proc/self/clear_refs", "w") as refs:
-                refs.write("5")  # reset VmHWM to the current resident set
-            base = _vm_kib("VmRSS") * 1024
         start = time.perf_counter()
-        result = fn()
+        fn()
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-        del result
-        peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else _vm_kib("VmHWM") * 1024
-        peaks.append((peak - base) / 2**20)
-    return statistics.median(times), statistics.median(peaks)
+    return statistics.median(times)
+
+
+def peak_extra_mib(fn: Callable[[], torch.Tensor], device: torch.device) -> float:
+    """Peak memory fn needs beyond what is allocated before it runs, in MiB."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")  # reset VmHWM to the current resident set
+    base = _vm_kib("VmRSS")
+    fn()
+    return (_vm_kib("VmHWM") - base) / 1024
+
+
+def _method(name: str, ids, mask, adv, group_size: int, vocab: int) -> Callable[[], torch.Tensor]:
+    if name == "ours":
+        return partial(conflict_mask, ids, mask, adv, group_size)
+    return partial(vocab_indexed_conflicts, ids, mask, adv, group_size, vocab)
+
+
+def cpu_peak_in_child(name: str, n: int, t: int, vocab: int, group_size: int) -> float:
+    """Run peak_extra_mib for one method in a fresh process whose allocator unmaps freed memory."""
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="0")
+    command = [sys.executable, __file__, "--memory_child", name, str(n), str(t), str(vocab), str(group_size)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    return float(result.stdout.strip().splitlines()[-1])
 
 
 def random_batch(n: int, t: int, vocab: int, group_size: int, device: torch.device, seed: int = 0):
@@ -105,12 +132,21 @@ def main() -> None:
     parser.add_argument("--group_size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--memory_child", nargs=5, metavar=("METHOD", "N", "T", "VOCAB", "G"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
+    if args.memory_child:
+        name, *numbers = args.memory_child
+        n, t, vocab, group_size = map(int, numbers)
+        ids, mask, adv = random_batch(n, t, vocab, group_size, torch.device("cpu"))
+        print(peak_extra_mib(_method(name, ids, mask, adv, group_size, vocab), torch.device("cpu")))
+        return
+
     device = torch.device(args.device)
     sizes = [(64, 4096)] if args.grid == "issue" else [(n, t) for n in (16, 64, 256) for t in (512, 4096)]
     vocabs = [32_000, 152_000]
-
-    print(f"device={device} group_size={args.group_size} repeats={args.repeats} (medians)")
+    print(f"device={device} group_size={args.group_size} repeats={args.repeats} (median times)")
     header = (
         f"{'N':>4} {'T':>5} {'vocab':>7} | {'ours s':>8} {'ours MiB':>9} | {'vocab s':>8} {'vocab MiB':>10}"
         f" | {'speed-up':>8} {'memory':>8}"
@@ -120,19 +156,20 @@ def main() -> None:
     for n, t in sizes:
         for vocab in vocabs:
             ids, mask, adv = random_batch(n, t, vocab, args.group_size, device)
-            ours = conflict_mask(ids, mask, adv, args.group_size)
-            theirs = vocab_indexed_conflicts(ids, mask, adv, args.group_size, vocab)
-            if not torch.equal(ours, theirs):
+            ours_fn = _method("ours", ids, mask, adv, args.group_size, vocab)
+            theirs_fn = _method("vocab", ids, mask, adv, args.group_size, vocab)
+            if not torch.equal(ours_fn(), theirs_fn()):
                 raise SystemExit(f"conflict masks disagree at N={n} T={t} vocab={vocab}")
-            del ours, theirs
-            ours_s, ours_mib = measure(
-                partial(conflict_mask, ids, mask, adv, args.group_size), device, args.repeats
-            )
-            theirs_fn = partial(vocab_indexed_conflicts, ids, mask, adv, args.group_size, vocab)
-            vocab_s, vocab_mib = measure(theirs_fn, device, args.repeats)
+            ours_s = median_seconds(ours_fn, device, args.repeats)
+            vocab_s = median_seconds(theirs_fn, device, args.repeats)
+            if device.type == "cuda":
+                ours_mib, vocab_mib = peak_extra_mib(ours_fn, device), peak_extra_mib(theirs_fn, device)
+            else:
+                ours_mib = cpu_peak_in_child("ours", n, t, vocab, args.group_size)
+                vocab_mib = cpu_peak_in_child("vocab", n, t, vocab, args.group_size)
             print(
                 f"{n:>4} {t:>5} {vocab:>7} | {ours_s:>8.4f} {ours_mib:>9.1f} | {vocab_s:>8.3f}"
-                f" {vocab_mib:>10.1f} | {vocab_s / ours_s:>7.0f}x {vocab_mib / max(ours_mib, 1e-3):>7.0f}x",
+                f" {vocab_mib:>10.1f} | {vocab_s / ours_s:>7.0f}x {vocab_mib / ours_mib:>7.0f}x",
                 flush=True,
             )
 

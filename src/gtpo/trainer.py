@@ -1,0 +1,339 @@
+"""GTPOTrainer: TRL's GRPOTrainer with GTPO's conflict weights, entropy gate and shaping.
+
+Two narrow overrides carry the algorithm (gtpo.algorithm):
+  * `_generate_and_score_completions`: after TRL has generated, scored and computed advantages,
+    the conflict token weights are computed over whole groups (gathered from every process, since
+    a group can span processes) and each process keeps its own rows.
+  * `_compute_loss`: per-token log-probs and entropies of the current policy (one forward pass),
+    then the entropy gate, shaped advantages and the GTPO loss.
+Everything else (generation with transformers or vLLM, PEFT, accelerate/DeepSpeed/FSDP, logging,
+checkpoints) is TRL's. TRL internals used here are pinned by the `trl` range in pyproject.toml and
+exercised by tests/test_trainer.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from trl import GRPOConfig, GRPOTrainer
+from trl.trainer.utils import add_fused_lm_head
+
+from gtpo import algorithm
+
+PRESETS = ("paper", "official")
+CONFLICT_MODES = ("prefix_suffix", "position")
+ENTROPY_GATES = ("paper", "always", "off")
+STATE_FILE = "gtpo_state.json"
+
+# Values each preset gives to the GTPO fields left unset (None).
+PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "paper": {
+        "conflict_mode": "prefix_suffix",
+        "positive_weight": 2.0,
+        "negative_weight": 0.0,
+        "entropy_gate": "paper",
+        "entropy_threshold": math.log(2.0),
+        "gamma": 0.1,
+    },
+    "official": {
+        "conflict_mode": "prefix_suffix",
+        "positive_weight": 2.0,
+        "negative_weight": 0.0,
+        "entropy_gate": "always",
+        "entropy_threshold": 0.7,
+        "gamma": 0.1,
+        "loss_temperature": 1.0,
+    },
+}
+
+# Forward-pass inputs that TRL passes through for multimodal models.
+_FORWARD_KEYS = (
+    "pixel_values",
+    "image_grid_thw",
+    "num_images",
+    "pixel_attention_mask",
+    "spatial_shapes",
+    "num_tiles",
+    "image_sizes",
+    "token_type_ids",
+    "mm_token_type_ids",
+    "image_position_ids",
+)
+
+
+def _help(text: str) -> dict[str, dict[str, str]]:
+    return {"metadata": {"help": text}}
+
+
+@dataclass
+class GTPOConfig(GRPOConfig):
+    """GRPOConfig plus GTPO's fields. Fields left at None take the preset's value.
+
+    Presets: "paper" (default) follows the paper's formula with group mean/std advantages;
+    "official" reproduces the authors' code (see docs/algorithm.md): advantages R - mean(R),
+    gate always on at 0.7, lambda = prefix x suffix weights, loss divided by the conflict count
+    and summed over completions, ratio 1, entropy and log-probs at temperature 1.
+    """
+
+    preset: str = field(default="paper", **_help("'paper' (default) or 'official'."))
+    conflict_mode: str | None = field(
+        default=None, **_help("'prefix_suffix' (official code, default) or 'position' (every raw conflict).")
+    )
+    positive_weight: float | None = field(
+        default=None, **_help("lambda on conflict tokens of positive completions (default 2.0).")
+    )
+    negative_weight: float | None = field(
+        default=None, **_help("lambda on conflict tokens of negative completions (default 0.0: skipped).")
+    )
+    entropy_gate: str | None = field(
+        default=None, **_help("'paper' (H_ini and ln 2), 'always' (fixed threshold) or 'off'.")
+    )
+    entropy_threshold: float | None = field(
+        default=None, **_help("Gate threshold on mean completion entropy (paper: ln 2; official: 0.7).")
+    )
+    gamma: float | None = field(default=None, **_help("Entropy shaping: A_i - gamma * <H>_i (default 0.1)."))
+    loss_temperature: float | None = field(
+        default=None,
+        **_help(
+            "Temperature of the log-probs and entropies in the loss (default: the sampling temperature)."
+        ),
+    )
+    loss_type: str = field(default="grpo", **_help("Only 'grpo' (the paper's per-completion mean)."))
+
+    def __post_init__(self):
+        self._validate_gtpo_fields()
+        super().__post_init__()
+
+    def _validate_gtpo_fields(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"GTPOConfig.preset must be one of {PRESETS}, got {self.preset!r}")
+        for name, value in PRESET_DEFAULTS[self.preset].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        if self.loss_temperature is None:
+            self.loss_temperature = self.temperature
+        if self.conflict_mode not in CONFLICT_MODES:
+            raise ValueError(
+                f"GTPOConfig.conflict_mode must be one of {CONFLICT_MODES}, got {self.conflict_mode!r}"
+            )
+        if self.entropy_gate not in ENTROPY_GATES:
+            raise ValueError(
+                f"GTPOConfig.entropy_gate must be one of {ENTROPY_GATES}, got {self.entropy_gate!r}"
+            )
+        for name in ("positive_weight", "negative_weight", "gamma"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"GTPOConfig.{name} must be a finite number >= 0, got {value!r}")
+        for name in ("entropy_threshold", "loss_temperature"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"GTPOConfig.{name} must be a finite number > 0, got {value!r}")
+        if self.loss_type != "grpo":
+            raise ValueError(
+                f"GTPOConfig.loss_type must be 'grpo' (the paper's normalisation), got {self.loss_type!r}"
+            )
+        if self.preset == "official":
+            if self.scale_rewards not in ("group", "none", True):
+                raise ValueError(
+                    "GTPOConfig: preset 'official' uses advantages R - mean(R), which contradicts "
+                    f"scale_rewards={self.scale_rewards!r}"
+                )
+            self.scale_rewards = "none"
+        unsupported = {
+            "importance_sampling_level": (self.importance_sampling_level, "token"),
+            "top_entropy_quantile": (self.top_entropy_quantile, 1.0),
+            "off_policy_mask_threshold": (self.off_policy_mask_threshold, None),
+            "entropy_coef": (self.entropy_coef, 0.0),
+            "use_adaptive_entropy": (self.use_adaptive_entropy, False),
+        }
+        for name, (value, supported) in unsupported.items():
+            if value != supported:
+                raise ValueError(
+                    f"GTPOConfig.{name}={value!r} is not supported by GTPO; leave it at {supported!r}"
+                )
+
+
+class GTPOTrainer(GRPOTrainer):
+    """Drop-in replacement for GRPOTrainer that trains with GTPO. Takes the same arguments."""
+
+    _tag_names: ClassVar[list[str]] = ["trl", "gtpo"]
+    _name = "GTPO"
+
+    def __init__(self, model, reward_funcs=None, args: GTPOConfig | None = None, **kwargs):
+        if args is None:
+            name = model if isinstance(model, str) else model.config._name_or_path
+            args = GTPOConfig(f"{str(name).rstrip('/').split('/')[-1]}-GTPO")
+        if not isinstance(args, GTPOConfig):
+            raise TypeError(f"GTPOTrainer needs a GTPOConfig, got {type(args).__name__}")
+        super().__init__(model, reward_funcs, args, **kwargs)
+        self.initial_entropy: float | None = None
+        if self.args.loss_temperature != self.temperature:
+            # The fused head divides logits by its own temperature; patch it again with the loss's.
+            base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+            add_fused_lm_head(
+                base,
+                temperature=self.args.loss_temperature,
+                cast_lm_head_to_fp32=self.args.cast_lm_head_to_fp32,
+                outputs=("log_probs", "entropy"),
+            )
+
+    # ---------------------------------------------------------------------------------------------
+    # Conflict weights, computed where whole groups are present
+    # ---------------------------------------------------------------------------------------------
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        output = super()._generate_and_score_completions(inputs)
+        mode = "train" if self.model.training else "eval"
+        group_size = self.num_generations if mode == "train" else self.num_generations_eval
+        ids, mask, advantages = self._gather_groups(
+            output["completion_ids"], output["completion_mask"], output["advantages"]
+        )
+        args = self.args
+        conflict = algorithm.conflict_mask(ids, mask, advantages, group_size, mode=args.conflict_mode)
+        if args.preset == "official":
+            weights, divisor = algorithm.official_token_weights(
+                ids, mask, advantages, group_size, args.positive_weight, args.negative_weight
+            )
+        else:
+            weights = algorithm.token_weights(
+                conflict, advantages, args.positive_weight, args.negative_weight
+            )
+            divisor = None
+        for name, value in algorithm.conflict_shares(conflict, advantages, mask).items():
+            self._metrics[mode][f"gtpo/{name}"].append(value)
+
+        rows = self._local_rows(output["advantages"].shape[0])
+        length = output["completion_ids"].shape[1]
+        output["gtpo_weights"] = weights[rows, :length]
+        if divisor is not None:
+            output["gtpo_divisor"] = divisor[rows]
+        return output
+
+    def _gather_groups(self, ids: torch.Tensor, mask: torch.Tensor, advantages: torch.Tensor):
+        """Completion ids, mask and advantages of every process, in global row order."""
+        if self.accelerator.num_processes == 1:
+            return ids, mask, advantages
+        ids = self.accelerator.pad_across_processes(ids, dim=1, pad_index=0)
+        mask = self.accelerator.pad_across_processes(mask, dim=1, pad_index=0)
+        return (
+            self.accelerator.gather(ids),
+            self.accelerator.gather(mask),
+            self.accelerator.gather(advantages),
+        )
+
+    def _local_rows(self, local_count: int) -> slice:
+        start = self.accelerator.process_index * local_count
+        return slice(start, start + local_count)
+
+    # ---------------------------------------------------------------------------------------------
+    # Loss
+    # ---------------------------------------------------------------------------------------------
+
+    def _compute_loss(self, model, inputs: dict[str, Any]) -> torch.Tensor:
+        args = self.args
+        mode = "train" if self.model.training else "eval"
+        completion_ids = inputs["completion_ids"]
+        mask = inputs["completion_mask"]
+        if "tool_mask" in inputs:
+            mask = mask * inputs["tool_mask"]
+        input_ids = torch.cat([inputs["prompt_ids"], completion_ids], dim=1)
+        attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+        logps, entropies, aux_loss = self._get_per_token_logps_and_entropies(
+            model,
+            input_ids,
+            attention_mask,
+            completion_ids.size(1),
+            compute_entropy=True,
+            compute_aux_loss=self.aux_loss_enabled,
+            **{key: inputs.get(key) for key in _FORWARD_KEYS},
+        )
+
+        mean_entropy = algorithm.mean_completion_entropy(entropies, mask)
+        initial_entropy = self._initial_entropy(mean_entropy, mode)
+        gate = algorithm.entropy_gate(
+            mean_entropy, args.entropy_gate, args.entropy_threshold, initial_entropy
+        )
+        advantages = algorithm.shaped_advantages(inputs["advantages"], mean_entropy, gate, args.gamma)
+        weights = inputs["gtpo_weights"]
+
+        if args.preset == "official":
+            loss = algorithm.official_gtpo_loss(logps, advantages, weights, inputs["gtpo_divisor"], mask)
+        else:
+            old_logps = inputs.get("old_per_token_logps")
+            loss = algorithm.gtpo_loss(
+                logps,
+                logps.detach() if old_logps is None else old_logps,
+                advantages,
+                weights,
+                mask,
+                epsilon_low=self.epsilon_low,
+                epsilon_high=self.epsilon_high,
+                importance_weights=inputs.get("importance_sampling_ratio"),
+                beta=self.beta,
+                ref_logps=inputs.get("ref_per_token_logps"),
+            )
+        normalizer = self.current_gradient_accumulation_steps if mode == "train" else 1.0
+        loss = loss / normalizer
+        if self.aux_loss_enabled:
+            loss = loss + self.router_aux_loss_coef * aux_loss / normalizer
+
+        self._log_loss_metrics(mode, entropies, mask, gate, mean_entropy, initial_entropy)
+        if self.beta != 0.0:
+            kl = algorithm.k3_kl(logps, inputs["ref_per_token_logps"])
+            self._metrics[mode]["kl"].append(self._global_token_mean(kl, mask))
+        return loss
+
+    def _initial_entropy(self, mean_entropy: torch.Tensor, mode: str) -> float:
+        """H_ini: mean completion entropy of the first training batch (all processes), then kept."""
+        if self.initial_entropy is not None:
+            return self.initial_entropy
+        stats = torch.stack(
+            [mean_entropy.sum(), torch.tensor(float(mean_entropy.numel()), device=mean_entropy.device)]
+        )
+        total, count = self.accelerator.reduce(stats, reduction="sum").tolist()
+        value = total / max(count, 1.0)
+        if mode == "train":
+            self.initial_entropy = value
+        return value
+
+    def _global_token_mean(self, values: torch.Tensor, mask: torch.Tensor) -> float:
+        mask = mask.to(values.dtype)
+        stats = torch.stack([(values.detach() * mask).sum(), mask.sum()])
+        total, count = self.accelerator.reduce(stats, reduction="sum").tolist()
+        return total / max(count, 1.0)
+
+    def _log_loss_metrics(self, mode, entropies, mask, gate, mean_entropy, initial_entropy) -> None:
+        metrics = self._metrics[mode]
+        metrics["entropy"].append(self._global_token_mean(entropies, mask))
+        gathered_gate = self.accelerator.gather(gate)
+        gathered_entropy = self.accelerator.gather(mean_entropy)
+        for name, value in algorithm.gate_diagnostics(gathered_gate, gathered_entropy).items():
+            metrics[f"gtpo/{name}"].append(value)
+        metrics["gtpo/initial_entropy"].append(initial_entropy)
+
+    # ---------------------------------------------------------------------------------------------
+    # H_ini travels with the checkpoints
+    # ---------------------------------------------------------------------------------------------
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            folder = os.path.join(
+                self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            )
+            with open(os.path.join(folder, STATE_FILE), "w") as f:
+                json.dump({"initial_entropy": self.initial_entropy}, f)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is not None:
+            path = os.path.join(checkpoint, STATE_FILE)
+            if os.path.exists(path):
+                with open(path) as f:
+                    self.initial_entropy = json.load(f)["initial_entropy"]

@@ -1,0 +1,279 @@
+"""GTPOTrainer on CPU with a tiny model built from a config and a locally built tokenizer."""
+
+import json
+import math
+
+import pytest
+import torch
+from datasets import Dataset
+from trl import GRPOConfig, GRPOTrainer
+
+from gtpo import algorithm
+from gtpo.models import build_tiny_model, build_tokenizer
+from gtpo.trainer import STATE_FILE, GTPOConfig, GTPOTrainer
+
+torch.set_num_threads(1)
+
+
+def length_reward(completions, **kwargs):
+    """A reward with spread inside each group, so advantages are non-zero and conflicts exist."""
+    return [float(len(c[0]["content"]) % 5) for c in completions]
+
+
+def _dataset(n: int = 8) -> Dataset:
+    return Dataset.from_list(
+        [{"prompt": [{"role": "user", "content": f"What is {i} + {i}?"}]} for i in range(n)]
+    )
+
+
+def _config(tmp_path, config_cls=GTPOConfig, **overrides):
+    fields = dict(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_completion_length=8,
+        max_steps=2,
+        learning_rate=1e-2,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        seed=0,
+        use_cpu=True,
+        disable_tqdm=True,
+        temperature=1.0,
+    )
+    fields.update(overrides)
+    return config_cls(**fields)
+
+
+def _trainer(tmp_path, trainer_cls=GTPOTrainer, config_cls=GTPOConfig, seed=0, **overrides):
+    tokenizer = build_tokenizer()
+    model = build_tiny_model(tokenizer, size="test", seed=seed)
+    return trainer_cls(
+        model=model,
+        reward_funcs=length_reward,
+        args=_config(tmp_path, config_cls, **overrides),
+        train_dataset=_dataset(),
+        processing_class=tokenizer,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Config
+# ---------------------------------------------------------------------------------------------
+
+
+def test_config_defaults_follow_the_paper_preset(tmp_path):
+    config = _config(tmp_path)
+    assert config.preset == "paper"
+    assert (config.positive_weight, config.negative_weight, config.gamma) == (2.0, 0.0, 0.1)
+    assert config.entropy_gate == "paper" and config.entropy_threshold == pytest.approx(math.log(2))
+    assert config.conflict_mode == "prefix_suffix"
+    assert config.beta == 0.0 and config.loss_type == "grpo" and config.scale_rewards == "group"
+    assert config.loss_temperature == config.temperature
+
+
+def test_official_preset_fields(tmp_path):
+    config = _config(tmp_path, preset="official", temperature=0.9)
+    assert config.scale_rewards == "none"
+    assert config.entropy_gate == "always" and config.entropy_threshold == 0.7
+    assert config.loss_temperature == 1.0
+    custom = _config(tmp_path, preset="official", entropy_threshold=1.02)
+    assert custom.entropy_threshold == 1.02
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("preset", "fast", "GTPOConfig.preset must be one of"),
+        ("conflict_mode", "suffix", "GTPOConfig.conflict_mode must be one of"),
+        ("entropy_gate", "never", "GTPOConfig.entropy_gate must be one of"),
+        ("positive_weight", -1.0, "GTPOConfig.positive_weight must be a finite number >= 0"),
+        ("negative_weight", float("nan"), "GTPOConfig.negative_weight must be a finite number >= 0"),
+        ("gamma", -0.1, "GTPOConfig.gamma must be a finite number >= 0"),
+        ("entropy_threshold", 0.0, "GTPOConfig.entropy_threshold must be a finite number > 0"),
+        ("loss_temperature", -1.0, "GTPOConfig.loss_temperature must be a finite number > 0"),
+        ("loss_type", "dapo", "GTPOConfig.loss_type must be 'grpo'"),
+        ("top_entropy_quantile", 0.5, "GTPOConfig.top_entropy_quantile=0.5 is not supported"),
+        ("num_generations", 1, "at least 2 generations"),
+    ],
+)
+def test_config_rejects_bad_values_in_one_line(tmp_path, field, value, message):
+    with pytest.raises(ValueError, match=message) as error:
+        _config(tmp_path, **{field: value})
+    assert "\n" not in str(error.value)
+
+
+def test_official_preset_rejects_batch_scaling(tmp_path):
+    with pytest.raises(ValueError, match="scale_rewards='batch'"):
+        _config(tmp_path, preset="official", scale_rewards="batch")
+
+
+def test_trainer_needs_gtpo_config(tmp_path):
+    with pytest.raises(TypeError, match="needs a GTPOConfig"):
+        _trainer(tmp_path, config_cls=GRPOConfig)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+
+
+def _parameters(model) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+def test_gtpo_steps_move_parameters_and_log_metrics(tmp_path):
+    trainer = _trainer(tmp_path)
+    before = _parameters(trainer.model)
+    trainer.train()
+    after = _parameters(trainer.model)
+    assert any(not torch.equal(before[name], after[name]) for name in before)
+    logged = {key for entry in trainer.state.log_history for key in entry}
+    for name in (
+        "gtpo/positive_conflict_share",
+        "gtpo/negative_conflict_share",
+        "gtpo/gated_out_share",
+        "gtpo/mean_entropy",
+        "gtpo/initial_entropy",
+    ):
+        assert name in logged
+    assert trainer.initial_entropy is not None and trainer.initial_entropy > 0
+    first = trainer.state.log_history[0]
+    assert first["gtpo/initial_entropy"] == pytest.approx(trainer.initial_entropy)
+    assert 0.0 <= first["gtpo/positive_conflict_share"] <= 1.0
+
+
+@pytest.mark.parametrize("preset", ["paper", "official"])
+def test_weights_are_the_algorithm_s(tmp_path, preset):
+    trainer = _trainer(tmp_path, preset=preset, max_steps=1)
+    trainer.model.train()
+    batch = trainer._generate_and_score_completions(
+        [{"prompt": [{"role": "user", "content": "What is 1 + 1?"}]}] * 4
+    )
+    ids, mask, adv = batch["completion_ids"], batch["completion_mask"], batch["advantages"]
+    if preset == "official":
+        weights, divisor = algorithm.official_token_weights(ids, mask, adv, 4)
+        assert torch.equal(batch["gtpo_divisor"], divisor)
+    else:
+        weights = algorithm.token_weights(algorithm.conflict_mask(ids, mask, adv, 4), adv)
+    assert torch.equal(batch["gtpo_weights"], weights)
+
+
+def test_gtpo_switched_off_equals_trl_grpo(tmp_path):
+    """Weights 1/1, gate off and gamma 0: K steps match TRL's GRPOTrainer (loss 'grpo', beta 0)."""
+    off = dict(positive_weight=1.0, negative_weight=1.0, entropy_gate="off", gamma=0.0)
+    gtpo = _trainer(tmp_path / "gtpo", max_steps=3, **off)
+    gtpo.train()
+    grpo = _trainer(
+        tmp_path / "grpo", trainer_cls=GRPOTrainer, config_cls=GRPOConfig, max_steps=3, loss_type="grpo"
+    )
+    grpo.train()
+    gtpo_params, grpo_params = _parameters(gtpo.model), _parameters(grpo.model)
+    initial = _parameters(build_tiny_model(build_tokenizer(), size="test", seed=0))
+    assert any(not torch.equal(initial[n], gtpo_params[n]) for n in initial)
+    for name in gtpo_params:
+        assert torch.allclose(gtpo_params[name], grpo_params[name], atol=1e-6), name
+
+
+def test_gtpo_differs_from_grpo_when_on(tmp_path):
+    gtpo = _trainer(tmp_path / "gtpo", max_steps=2, entropy_gate="off")
+    gtpo.train()
+    grpo = _trainer(
+        tmp_path / "grpo", trainer_cls=GRPOTrainer, config_cls=GRPOConfig, max_steps=2, loss_type="grpo"
+    )
+    grpo.train()
+    gtpo_params, grpo_params = _parameters(gtpo.model), _parameters(grpo.model)
+    assert any(not torch.allclose(gtpo_params[n], grpo_params[n], atol=1e-6) for n in gtpo_params)
+
+
+def test_official_preset_loss_is_the_official_formula(tmp_path):
+    # A random tiny model's entropy is far above 0.7; a high threshold keeps completions in the loss.
+    trainer = _trainer(tmp_path, preset="official", temperature=0.9, entropy_threshold=100.0)
+    model = trainer.model
+    model.train()
+    trainer.current_gradient_accumulation_steps = 1  # set by Trainer's loop, which this test bypasses
+    batch = trainer._generate_and_score_completions(
+        [{"prompt": [{"role": "user", "content": "What is 2 + 3?"}]}] * 4
+    )
+    loss = trainer._compute_loss(model, batch)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+
+    # Log-probs and entropies come from raw logits (temperature 1), while sampling used 0.9.
+    ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
+    attention = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
+    completion_ids, mask = batch["completion_ids"], batch["completion_mask"]
+    length = completion_ids.shape[1]
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=attention).logits[:, -length - 1 : -1].float()
+    logps, entropies, _ = trainer._get_per_token_logps_and_entropies(
+        model, ids, attention, length, compute_entropy=True
+    )
+    at_temperature = {
+        temp: torch.log_softmax(logits / temp, -1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
+        for temp in (1.0, 0.9)
+    }
+    assert torch.allclose(logps.detach(), at_temperature[1.0], atol=2e-3)
+    assert not torch.allclose(logps.detach(), at_temperature[0.9], atol=1e-2)
+    assert torch.allclose(entropies, algorithm.token_entropy(logits), atol=2e-3)
+
+    # The official formula, by hand and through the algorithm core, on the same log-probs.
+    mean_entropy = algorithm.mean_completion_entropy(entropies, mask)
+    centred = batch["advantages"]  # scale_rewards 'none': R - mean(R)
+    shaped = ((mean_entropy <= 100.0).float() * (centred - 0.1 * mean_entropy)).detach()
+    weights, divisor = algorithm.official_token_weights(completion_ids, mask, centred, 4)
+    by_hand = (-(shaped.unsqueeze(1) * weights * mask).sum(1) / mask.sum(1) / divisor.clamp(min=1)).sum()
+    expected = algorithm.official_gtpo_loss(logps, shaped, weights, divisor, mask)
+    assert expected.item() == pytest.approx(by_hand.item(), rel=1e-5, abs=1e-7)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5, abs=1e-7)
+    expected.backward()
+    assert any(grad.abs().max() > 0 for grad in grads.values()), "the official loss produced no gradient"
+    for name, grad in grads.items():
+        assert torch.allclose(grad, dict(model.named_parameters())[name].grad, atol=1e-7, rtol=1e-5), name
+
+
+def test_several_iterations_and_generation_steps(tmp_path):
+    trainer = _trainer(
+        tmp_path, num_iterations=2, steps_per_generation=2, per_device_train_batch_size=4, max_steps=4
+    )
+    trainer.train()
+    clip_logged = [e for e in trainer.state.log_history if "gtpo/gated_out_share" in e]
+    assert len(clip_logged) == 4
+
+
+def test_lora_training_and_resume_restores_initial_entropy(tmp_path):
+    from peft import LoraConfig
+
+    tokenizer = build_tokenizer()
+    config = _config(tmp_path, max_steps=2, save_strategy="steps", save_steps=1)
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    trainer = GTPOTrainer(
+        model=build_tiny_model(tokenizer, size="test"),
+        reward_funcs=length_reward,
+        args=config,
+        train_dataset=_dataset(),
+        processing_class=tokenizer,
+        peft_config=lora,
+    )
+    base_before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora" not in n}
+    lora_before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_B" in n}
+    trainer.train()
+    assert all(torch.equal(p, dict(trainer.model.named_parameters())[n]) for n, p in base_before.items())
+    assert any(not torch.equal(p, dict(trainer.model.named_parameters())[n]) for n, p in lora_before.items())
+    checkpoint = tmp_path / "out" / "checkpoint-1"
+    saved = json.loads((checkpoint / STATE_FILE).read_text())["initial_entropy"]
+    assert saved == pytest.approx(trainer.initial_entropy)
+
+    resumed = GTPOTrainer(
+        model=build_tiny_model(tokenizer, size="test"),
+        reward_funcs=length_reward,
+        args=_config(tmp_path, max_steps=3, save_strategy="no"),
+        train_dataset=_dataset(),
+        processing_class=tokenizer,
+        peft_config=lora,
+    )
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert resumed.initial_entropy == pytest.approx(saved)
+    assert resumed.state.global_step == 3
