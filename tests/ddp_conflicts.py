@@ -6,6 +6,7 @@ computes the loss on it, and writes its rows' conflict weights, advantages and l
 OUT_DIR/rank{N}.pt. Groups are split across the two processes on purpose.
 """
 
+import os
 import sys
 
 import torch
@@ -15,7 +16,7 @@ from gtpo.models import build_tiny_model, build_tokenizer
 from gtpo.trainer import GTPOConfig, GTPOTrainer
 
 GROUP_SIZE = 4
-GROUPS = 2
+GROUPS = 3  # 12 rows: with two processes of 6 rows each, group 1 is split between them
 
 
 def reward(completions, **kwargs):
@@ -24,7 +25,7 @@ def reward(completions, **kwargs):
 
 def fixed_completions(tokenizer, prompt_index: int, sample: int) -> list[int]:
     """Completions sharing a prefix and a suffix, differing in the middle."""
-    vocab = list(tokenizer.get_vocab().values())
+    vocab = sorted(set(tokenizer.get_vocab().values()) - set(tokenizer.all_special_ids))
     base = [vocab[(prompt_index * 7 + k) % len(vocab)] for k in range(3)]
     middle = [vocab[(prompt_index + sample * 5 + k) % len(vocab)] for k in range(sample + 1)]
     return [*base, *middle, tokenizer.eos_token_id]
@@ -36,7 +37,7 @@ def main(out_dir: str) -> None:
     prompts = [{"prompt": [{"role": "user", "content": f"question {i}"}]} for i in range(GROUPS)]
     config = GTPOConfig(
         output_dir=f"{out_dir}/trainer",
-        per_device_train_batch_size=GROUP_SIZE * GROUPS,
+        per_device_train_batch_size=GROUP_SIZE * GROUPS // int(os.environ.get("WORLD_SIZE", "1")),
         num_generations=GROUP_SIZE,
         max_completion_length=16,
         report_to="none",
@@ -63,12 +64,14 @@ def main(out_dir: str) -> None:
         "logprobs": None,
     }
     trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1  # set by Trainer's loop, which this script bypasses
     inputs = [{"prompt": prompts[p]["prompt"]} for p, _ in local_rows]
     batch = trainer._generate_and_score_completions(inputs)
     loss = trainer._compute_loss(trainer.model, batch)
     torch.save(
         {
             "weights": batch["gtpo_weights"],
+            "completion_ids": batch["completion_ids"],
             "mask": batch["completion_mask"],
             "advantages": batch["advantages"],
             "loss": loss.detach(),

@@ -2,6 +2,10 @@
 
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -277,3 +281,36 @@ def test_lora_training_and_resume_restores_initial_entropy(tmp_path):
     resumed.train(resume_from_checkpoint=str(checkpoint))
     assert resumed.initial_entropy == pytest.approx(saved)
     assert resumed.state.global_step == 3
+
+
+def _run_conflict_script(out_dir, processes: int) -> dict:
+    script = str(Path(__file__).with_name("ddp_conflicts.py"))
+    if processes == 1:
+        command = [sys.executable, script, str(out_dir)]
+    else:
+        # On a machine without GPUs, accelerate's multi-process launcher runs torch.distributed with gloo.
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+                   str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                   "--num_cpu_threads_per_process", "1", script, str(out_dir)]  # fmt: skip
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(out_dir / f"rank{r}.pt") for r in range(processes)]
+    assert all(rank["world"] == processes for rank in ranks)
+    return {
+        "weights": torch.cat([r["weights"] for r in ranks]),
+        "advantages": torch.cat([r["advantages"] for r in ranks]),
+        "loss": torch.stack([r["loss"] for r in ranks]).mean(),  # DDP averages the processes' gradients
+    }
+
+
+def test_two_processes_compute_what_one_does(tmp_path):
+    """A group split across two processes gets the same conflict weights and loss as in one."""
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    one = _run_conflict_script(tmp_path / "one", 1)
+    two = _run_conflict_script(tmp_path / "two", 2)
+    assert (one["weights"] != 1).any(), "the fixed completions should contain conflicts"
+    assert torch.equal(one["advantages"], two["advantages"])
+    assert torch.equal(one["weights"], two["weights"])
+    assert torch.allclose(one["loss"], two["loss"], atol=1e-6)
