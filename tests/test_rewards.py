@@ -1,0 +1,164 @@
+"""gtpo.rewards: the paper's format and correctness rewards, bounded against hostile completions."""
+
+import json
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gtpo.rewards import (
+    answers_equal,
+    correctness_reward,
+    extract_answer,
+    format_reward,
+    lenient_correctness_reward,
+)
+from gtpo.tasks.datasets import last_boxed
+
+GOOD = "<reasoning>16 - 3 - 4 = 9 and 9 * 2 = 18</reasoning>\n<answer>18</answer>"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (GOOD, 10.0),
+        (GOOD + "\n", 10.0),  # trailing whitespace after the final block
+        ("<reasoning>a</reasoning> then <answer>1</answer> and more", 1.5),  # answer block not at the end
+        ("<answer>18</answer>", 1.0),
+        ("<reasoning>x</reasoning> <answer>", 1.5),  # reasoning block plus a stray answer tag
+        ("<reasoning> <answer>18</answer>", 1.5),  # answer block plus a stray reasoning tag
+        ("<reasoning>unclosed", 0.0),
+        ("the answer is 18", 0.0),
+        ("", 0.0),
+    ],
+)
+def test_format_reward_by_hand(text, expected):
+    assert format_reward([text]) == [expected]
+
+
+def test_conversational_completions():
+    completions = [[{"role": "assistant", "content": GOOD}], [{"role": "assistant", "content": "18"}]]
+    assert format_reward(completions) == [10.0, 0.0]
+    assert correctness_reward(completions, answer=["18", "18"]) == [10.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("prediction", "gold", "expected"),
+    [
+        ("18", "18", True),
+        ("$18", "18", True),
+        ("18 dollars", "18", True),
+        ("1,000", "1000", True),
+        ("\\frac{1}{2}", "0.5", True),
+        ("0.75", "\\frac{3}{4}", True),
+        ("\\boxed{72}", "72", True),
+        ("- 3", "-3", True),
+        ("-3", "3", False),
+        ("12", "2", False),
+        ("19", "18", False),
+        ("(3, \\frac{\\pi}{2})", "\\left( 3, \\frac{\\pi}{2} \\right)", True),
+        ("", "5", False),
+        (None, "5", False),
+    ],
+)
+def test_answers_equal(prediction, gold, expected):
+    assert answers_equal(prediction, gold) is expected
+
+
+def test_correctness_needs_full_format():
+    assert correctness_reward(["<answer>18</answer>"], answer=["18"]) == [0.0]
+    assert correctness_reward([GOOD, GOOD.replace(">18<", ">17<")], answer=["18", "18"]) == [10.0, 0.0]
+
+
+def test_lenient_matcher_reproduces_the_official_substring_rule():
+    twelve = GOOD.replace(">18<", ">12<")
+    assert lenient_correctness_reward([twelve], answer=["2"]) == [10.0]  # gold '2' is in '12'
+    assert correctness_reward([twelve], answer=["2"]) == [0.0]
+    assert lenient_correctness_reward([GOOD.replace(">18<", ">18.004<")], answer=["18"]) == [10.0]
+    assert lenient_correctness_reward([GOOD.replace(">18<", ">19<")], answer=["18"]) == [0.0]
+
+
+def test_extract_answer_takes_the_final_block():
+    assert extract_answer("<answer>1</answer> x <answer> 2 </answer>") == "2"
+    assert extract_answer("<answer>1</answer> trailing") is None
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "10^{10^{10^{10}}}",
+        "10**10**10**10",
+        "(" * 5000 + "1" + ")" * 5000,
+        "9" * 100_000,
+        "__import__('os').system('touch /tmp/gtpo_pwned')",
+        "\\input{/etc/passwd}",
+        "x" * 400 + "^" * 100,
+    ],
+)
+def test_hostile_answers_return_zero_in_bounded_time(answer, tmp_path):
+    start = time.perf_counter()
+    rewards = correctness_reward([f"<reasoning>r</reasoning><answer>{answer}</answer>"], answer=["5"])
+    assert rewards == [0.0]
+    assert time.perf_counter() - start < 12.0  # one check's time limit plus a worker restart
+
+
+def test_checks_keep_working_after_a_timeout():
+    assert answers_equal("10^{10^{10^{10}}}", "5", timeout=1.0) is False
+    assert answers_equal("\\frac{1}{2}", "0.5") is True
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300))
+def test_any_text_gets_a_valid_reward(text):
+    assert format_reward([text])[0] in (0.0, 1.0, 1.5, 10.0)
+    assert correctness_reward([f"<reasoning>.</reasoning><answer>{text}</answer>"], answer=["7"])[0] in (
+        0.0,
+        10.0,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Real data: gold solutions score the full reward, wrong answers score nothing
+# ------------------------------------------------------------------------------------------------
+
+
+def _total(completions, golds):
+    return [
+        f + c for f, c in zip(format_reward(completions), correctness_reward(completions, golds), strict=True)
+    ]
+
+
+def test_gsm8k_gold_solutions_score_full_reward(shared_data):
+    rows = [json.loads(line) for line in (shared_data / "gsm8k_test.jsonl").open()]
+    completions, golds = [], []
+    for row in rows:
+        reasoning, final = row["answer"].rsplit("####", 1)
+        completions.append(f"<reasoning>{reasoning.strip()}</reasoning>\n<answer>{final.strip()}</answer>")
+        golds.append(final.strip().replace(",", ""))
+    totals = _total(completions, golds)
+    assert len(rows) == 1319
+    assert sum(t == 20.0 for t in totals) / len(totals) >= 0.999
+    wrong = []
+    for gold in golds[:300]:
+        number = float(gold)
+        wrong += [str(int(number + 1)), str(int(number * 10))] if number != 0 else [str(int(number + 1))]
+    wrong_golds = [g for g in golds[:300] for _ in range(2 if float(g) != 0 else 1)]
+    wrong_completions = [f"<reasoning>r</reasoning>\n<answer>{w}</answer>" for w in wrong]
+    assert correctness_reward(wrong_completions, wrong_golds) == [0.0] * len(wrong)
+
+
+def test_math500_gold_solutions_score_full_reward(shared_data):
+    rows = [json.loads(line) for line in (shared_data / "math500.jsonl").open()]
+    completions = [
+        f"<reasoning>{row['solution']}</reasoning>\n<answer>\\boxed{{{last_boxed(row['solution'])}}}</answer>"
+        for row in rows
+    ]
+    totals = _total(completions, [row["answer"] for row in rows])
+    assert len(rows) == 500
+    assert sum(t == 20.0 for t in totals) / len(totals) >= 0.99
+    numeric = [row["answer"] for row in rows if row["answer"].lstrip("-").isdigit()]
+    wrong = [str(int(a) + 1) for a in numeric] + [str(int(a) * 10) for a in numeric if int(a) != 0]
+    golds = numeric + [a for a in numeric if int(a) != 0]
+    completions = [f"<reasoning>r</reasoning>\n<answer>{w}</answer>" for w in wrong]
+    assert correctness_reward(completions, golds) == [0.0] * len(wrong)
