@@ -113,7 +113,7 @@ def load_model_and_tokenizer(name_or_path: str, seed: int = 0, **model_kwargs):
     else:
         try:
             tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-            model = AutoModelForCausalLM.from_pretrained(name_or_path, **model_kwargs)
+            model = AutoModelForCausalLM.from_pretrained(name_or_path, **{"dtype": "auto", **model_kwargs})
         except OSError as error:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ValueError(f"model {name_or_path!r} could not be loaded: {first_line}") from None

@@ -173,18 +173,29 @@ def lenient_match(prediction: str | None, gold: str) -> bool:
 # ------------------------------------------------------------------------------------------------
 
 
+def _log_share(kwargs: dict[str, Any], name: str, rewards: list[float]) -> None:
+    """Report the share of full rewards through TRL's `log_metric` hook, when the trainer passes it."""
+    log_metric = kwargs.get("log_metric")
+    if log_metric is not None and rewards:
+        log_metric(name, sum(r == 10.0 for r in rewards) / len(rewards))
+
+
 def format_reward(completions: list, **kwargs) -> list[float]:
-    """The paper's format reward: 10, 1.5, 1 or 0 per completion."""
-    return [format_score(completion_text(c)) for c in completions]
+    """The paper's format reward: 10, 1.5, 1 or 0 per completion (logs the share formatted)."""
+    rewards = [format_score(completion_text(c)) for c in completions]
+    _log_share(kwargs, "formatting", rewards)
+    return rewards
 
 
 def correctness_reward(completions: list, answer: list[str], **kwargs) -> list[float]:
-    """10 when the format reward is 10 and math-verify finds the answer equal to the gold one."""
+    """10 when the format reward is 10 and math-verify finds the answer equal to the gold one
+    (logs the share correct)."""
     rewards = []
     for completion, gold in zip(completions, answer, strict=True):
         text = completion_text(completion)
         correct = format_score(text) == 10.0 and answers_equal(extract_answer(text), gold)
         rewards.append(10.0 if correct else 0.0)
+    _log_share(kwargs, "accuracy", rewards)
     return rewards
 
 

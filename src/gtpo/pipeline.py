@@ -1,0 +1,203 @@
+"""`gtpo train`: what a recipe wires, step by step, into one run directory.
+
+run_dir/
+  config.yaml            the resolved recipe
+  metrics.jsonl          one line per logged training step
+  checkpoint-N/          resumable TRL checkpoints (safetensors; GTPO's H_ini in gtpo_state.json)
+  final/                 the trained model and tokenizer (safetensors)
+  eval/before, eval/after  evaluation samples, results.json and results.md
+  summary.json           held-out accuracy and formatting before and after RL
+  plots/*.png, report.html
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from datasets import Dataset
+from transformers import TrainerCallback
+
+from gtpo.recipe import DatasetSection, Recipe, RecipeError, recipe_to_dict
+
+
+def load_dataset_section(section: DatasetSection, default_split: str, seed: int) -> Dataset:
+    """The dataset a recipe section names: the synthetic arithmetic task or a benchmark."""
+    if section.name == "arithmetic":
+        from gtpo.tasks.arithmetic import make_arithmetic_dataset
+
+        return make_arithmetic_dataset(section.limit or 1000, split=section.split or default_split, seed=seed)
+    from gtpo.tasks.datasets import load_task
+
+    return load_task(section.name, split=section.split, path=section.path, limit=section.limit)
+
+
+def reward_functions(names: list[str]) -> list:
+    from gtpo.rewards import REWARDS
+
+    for name in names:
+        if name not in REWARDS:
+            raise RecipeError(f"rewards: unknown reward {name!r}; known: {', '.join(sorted(REWARDS))}")
+    return [REWARDS[name] for name in names]
+
+
+def training_config(recipe: Recipe):
+    """GTPOConfig (or GRPOConfig for the baseline) from the recipe's training fields; validates them."""
+    from trl import GRPOConfig
+
+    from gtpo.trainer import GTPOConfig
+
+    fields = {"seed": recipe.seed, "report_to": "none", "save_strategy": "steps", "save_steps": 100}
+    fields.update(recipe.training)
+    if "output_dir" not in fields:
+        raise RecipeError("training.output_dir: required (the run directory)")
+    if recipe.algorithm == "grpo":
+        gtpo_only = set(fields) & {"preset", "conflict_mode", "positive_weight", "negative_weight", "gamma"}
+        gtpo_only |= set(fields) & {"entropy_gate", "entropy_threshold", "loss_temperature"}
+        if gtpo_only:
+            raise RecipeError(f"training.{sorted(gtpo_only)[0]}: a GTPO field, but algorithm is 'grpo'")
+        return GRPOConfig(**fields)
+    return GTPOConfig(**fields)
+
+
+class MetricsLog(TrainerCallback):
+    """Appends each log entry to metrics.jsonl and prints a short line with progress and ETA."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.start = time.monotonic()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "train_runtime" in logs:
+            return
+        record = {"step": state.global_step, **logs}
+        with self.path.open("a") as file:
+            file.write(json.dumps(record) + "\n")
+        elapsed = time.monotonic() - self.start
+        done = max(state.global_step, 1)
+        eta = elapsed / done * max(state.max_steps - state.global_step, 0)
+        parts = [f"step {state.global_step}/{state.max_steps}", f"eta {eta:4.0f}s"]
+        for key, label in (
+            ("reward", "reward"),
+            ("rewards/correctness_reward/mean", "correct"),
+            ("rewards/format_reward/mean", "format"),
+            ("entropy", "entropy"),
+            ("gtpo/gated_out_share", "gated"),
+        ):
+            if key in logs:
+                parts.append(f"{label} {logs[key]:.3f}")
+        print("  ".join(parts), file=sys.stderr, flush=True)
+
+
+def _evaluate(model, tokenizer, recipe: Recipe, dataset: Dataset, out: Path) -> dict[str, Any]:
+    from gtpo.evaluation import evaluate
+
+    section = recipe.evaluation
+    results = evaluate(
+        model,
+        tokenizer,
+        {section.dataset.name: dataset},
+        out,
+        num_samples=section.num_samples,
+        ks=sorted({1, section.num_samples}),
+        temperature=section.temperature,
+        max_new_tokens=section.max_new_tokens,
+        batch_size=section.batch_size,
+        seed=recipe.seed,
+    )
+    return results[section.dataset.name]
+
+
+def run_training(recipe: Recipe, resume: bool = False) -> Path:
+    """Run a recipe end to end; returns the run directory."""
+    from peft import LoraConfig
+    from trl import GRPOTrainer
+
+    from gtpo.models import load_model_and_tokenizer
+    from gtpo.trainer import GTPOTrainer
+
+    # Everything that can be wrong in the recipe fails here, before a model is loaded.
+    config = training_config(recipe)
+    rewards = reward_functions(recipe.rewards)
+    train_dataset = load_dataset_section(recipe.dataset, "train", recipe.seed)
+    eval_dataset = None
+    if recipe.evaluation.dataset is not None:
+        eval_dataset = load_dataset_section(recipe.evaluation.dataset, "test", recipe.seed + 1)
+    run_dir = Path(config.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
+
+    model, tokenizer = load_model_and_tokenizer(recipe.model_name_or_path, seed=recipe.seed)
+    if recipe.warm_start.steps > 0 and not resume:
+        from gtpo.warmstart import warm_start
+
+        if "solution" not in train_dataset.column_names:
+            raise RecipeError("warm_start: the dataset has no worked solutions (only 'arithmetic' does)")
+        section = recipe.warm_start
+        model = warm_start(
+            model,
+            tokenizer,
+            train_dataset,
+            steps=section.steps,
+            format_fraction=section.format_fraction,
+            output_dir=str(run_dir / "warm_start"),
+            learning_rate=section.learning_rate,
+            batch_size=section.batch_size,
+            seed=recipe.seed,
+        )
+
+    summary: dict[str, Any] = {"algorithm": recipe.algorithm, "model": recipe.model_name_or_path}
+    if eval_dataset is not None and recipe.evaluation.before_training and not resume:
+        summary["before"] = _evaluate(model, tokenizer, recipe, eval_dataset, run_dir / "eval" / "before")
+
+    lora = recipe.lora
+    peft_config = None
+    if lora is not None:
+        peft_config = LoraConfig(
+            r=lora.r,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            target_modules=lora.target_modules,
+            task_type="CAUSAL_LM",
+        )
+    trainer_class = GTPOTrainer if recipe.algorithm == "gtpo" else GRPOTrainer
+    trainer = trainer_class(
+        model=model,
+        reward_funcs=rewards,
+        args=config,
+        train_dataset=train_dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[MetricsLog(run_dir / "metrics.jsonl")],
+    )
+    trainer.train(resume_from_checkpoint=True if resume else None)
+    trainer.save_model(str(run_dir / "final"))
+
+    if eval_dataset is not None:
+        summary["after"] = _evaluate(
+            trainer.model, tokenizer, recipe, eval_dataset, run_dir / "eval" / "after"
+        )
+        before_file = run_dir / "eval" / "before" / "results.json"
+        if "before" not in summary and before_file.exists():
+            summary["before"] = json.loads(before_file.read_text())[recipe.evaluation.dataset.name]
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    from gtpo.report import write_report
+
+    write_report(run_dir)
+    return run_dir
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    """Before/after table of held-out accuracy and formatting."""
+    rows = ["| metric | before | after | change |", "|---|---|---|---|"]
+    for metric in ("accuracy", "formatting"):
+        before = summary.get("before", {}).get(metric)
+        after = summary.get("after", {}).get(metric)
+        if before is None or after is None:
+            continue
+        rows.append(f"| {metric} | {before:.3f} | {after:.3f} | {after - before:+.3f} |")
+    return "\n".join(rows) + "\n"
