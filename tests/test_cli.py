@@ -1,0 +1,123 @@
+"""Recipes, the `gtpo` command, and a shortened run of the offline demo."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gtpo.cli import main
+from gtpo.recipe import RecipeError, load_recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "configs" / "demo.yaml"
+
+
+def test_every_shipped_recipe_loads_and_builds_its_training_config():
+    from gtpo.pipeline import training_config
+
+    recipes = sorted((ROOT / "configs").glob("**/*.yaml"))
+    recipes = [path for path in recipes if "accelerate" not in path.parts]
+    assert len(recipes) >= 13
+    import torch
+
+    for path in recipes:
+        recipe = load_recipe(path)
+        if recipe.training.get("bf16") and not torch.cuda.is_available():
+            recipe = load_recipe(path, ["--bf16", "false"])  # the paper's runs are bf16 on GPUs
+        config = training_config(recipe)
+        assert config.output_dir == recipe.training["output_dir"]
+
+
+def test_overrides_reach_sections_and_training_fields():
+    recipe = load_recipe(
+        DEMO, ["--learning_rate", "1e-5", "--dataset.limit", "12", "--evaluation.dataset.limit=3"]
+    )
+    assert recipe.training["learning_rate"] == 1e-5
+    assert recipe.dataset.limit == 12 and recipe.evaluation.dataset.limit == 3
+    assert load_recipe(DEMO, ["--model_name_or_path", "smollm2-135m"]).model_name_or_path == "smollm2-135m"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["--learnig_rate", "1"], "--learnig_rate: unknown flag (did you mean 'learning_rate'?)"),
+        (["--max_steps", "ten"], "training.max_steps: expected an integer, got 'ten'"),
+        (["--dataset.limt", "3"], "unknown field 'limt' (did you mean 'limit'?)"),
+        (["--warm_start.format_fraction", "lots"], "warm_start.format_fraction: expected a number"),
+        (["--algorithm", "ppo"], "algorithm: must be one of ('gtpo', 'grpo')"),
+        (["--max_steps"], "flag --max_steps needs a value"),
+        (["stray"], "unexpected argument 'stray'"),
+    ],
+)
+def test_bad_overrides_fail_in_one_line(overrides, message):
+    with pytest.raises(RecipeError) as error:
+        load_recipe(DEMO, overrides)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_bad_recipe_files(tmp_path):
+    with pytest.raises(RecipeError, match="recipe file not found"):
+        load_recipe(tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("training: [unclosed\n")
+    with pytest.raises(RecipeError, match=r"broken\.yaml: line 2 is not valid YAML"):
+        load_recipe(broken)
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("training:\n  output_dir: x\n  num_generation: 8\n")
+    with pytest.raises(
+        RecipeError, match=r"num_generation: unknown training field \(did you mean .num_generations.\?\)"
+    ):
+        load_recipe(wrong)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--gamma", "-1"], "GTPOConfig.gamma must be a finite number >= 0"),
+        (["--num_generations", "1"], "at least 2 generations"),
+        (["--num_generations", "5"], "must be divisible by num_generations"),
+        (["--dataset.name", "gsm9k"], "unknown task 'gsm9k'"),
+        (["--dataset.name", "gsm8k", "--dataset.path", "/nonexistent.jsonl"], "dataset file not found"),
+        (["--rewards", "format_reward,speed_reward"], "unknown reward 'speed_reward'"),
+        (["--algorithm", "grpo"], "training.preset: a GTPO field, but algorithm is 'grpo'"),
+    ],
+)
+def test_train_rejects_bad_input_before_loading_a_model(flags, message, capsys, tmp_path, monkeypatch):
+    import gtpo.models
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded before the input was checked")
+
+    monkeypatch.setattr(gtpo.models, "load_model_and_tokenizer", no_model)
+    code = main(["train", "--config", str(DEMO), "--output_dir", str(tmp_path / "run"), *flags])
+    error = capsys.readouterr().err
+    assert code == 2
+    assert message in error
+    assert error.startswith("gtpo train: error:") and error.count("\n") == 1
+
+
+def test_shortened_demo_runs_end_to_end(tmp_path, capsys):
+    """The demo recipe, shortened to seconds: warm start, evaluation, GTPO, evaluation, report."""
+    run = tmp_path / "demo"
+    code = main(
+        ["train", "--config", str(DEMO), "--output_dir", str(run), "--model_name_or_path", "tiny-test",
+         "--dataset.limit", "64", "--warm_start.steps", "4", "--max_steps", "3", "--save_steps", "2",
+         "--logging_steps", "1", "--evaluation.dataset.limit", "8", "--evaluation.max_new_tokens", "12"]
+    )  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "| accuracy |" in out and "| formatting |" in out
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["before"]["problems"] == summary["after"]["problems"] == 8
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [1, 2, 3]
+    assert all("gtpo/gated_out_share" in m and "formatting" in m for m in metrics)
+    assert (run / "final" / "model.safetensors").exists()
+    assert (run / "checkpoint-2" / "gtpo_state.json").exists()
+    assert (run / "config.yaml").exists()
+    for plot in ("reward", "entropy", "conflict_shares", "gated_out_share", "formatting", "accuracy"):
+        assert (run / "plots" / f"{plot}.png").stat().st_size > 1000
+    report = (run / "report.html").read_text()
+    assert "Held-out evaluation" in report and "One group of completions" in report
+    assert main(["report", str(run)]) == 0
