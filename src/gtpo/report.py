@@ -69,28 +69,17 @@ def write_plots(run_dir: Path, records: list[dict[str, Any]]) -> list[Path]:
     return written
 
 
-def sample_group(run_dir: Path, group_size: int = 8) -> dict[str, Any] | None:
-    """Sample one group from the final model on the first held-out problem, with rewards,
-    advantages and conflict masks (None when the run has no final model or eval set)."""
+def _score_group(
+    model, tokenizer, row: dict[str, Any], group_size: int, max_new_tokens: int
+) -> dict[str, Any]:
+    """Sample a group for one problem; rewards, advantages and conflict tokens as in training."""
     import torch
 
     from gtpo import algorithm
     from gtpo.evaluation import generate
-    from gtpo.models import load_model_and_tokenizer
-    from gtpo.pipeline import load_dataset_section
-    from gtpo.recipe import load_recipe
     from gtpo.rewards import correctness_reward, format_reward
 
-    final = run_dir / "final"
-    if not (final / "config.json").exists() or not (run_dir / "config.yaml").exists():
-        return None
-    recipe = load_recipe(run_dir / "config.yaml")
-    if recipe.evaluation.dataset is None:
-        return None
-    row = load_dataset_section(recipe.evaluation.dataset, "test", recipe.seed + 1)[0]
-    model, tokenizer = load_model_and_tokenizer(str(final))
-    torch.manual_seed(recipe.seed)
-    texts = generate(model, tokenizer, [row["prompt"]], group_size, 1.0, recipe.evaluation.max_new_tokens)[0]
+    texts = generate(model, tokenizer, [row["prompt"]], group_size, 1.0, max_new_tokens)[0]
     golds = [row["answer"]] * len(texts)
     rewards = torch.tensor(
         [f + c for f, c in zip(format_reward(texts), correctness_reward(texts, golds), strict=True)]
@@ -115,6 +104,34 @@ def sample_group(run_dir: Path, group_size: int = 8) -> dict[str, Any] | None:
             for i in range(group_size)
         ],
     }
+
+
+def sample_group(run_dir: Path, group_size: int = 8, problems: int = 8) -> dict[str, Any] | None:
+    """A group sampled from the final model on a held-out problem, preferring the first of
+    `problems` problems whose group has both positive and negative completions (so conflict
+    tokens can appear). None when the run has no final model or no evaluation set."""
+    import torch
+
+    from gtpo.models import load_model_and_tokenizer
+    from gtpo.pipeline import load_dataset_section
+    from gtpo.recipe import load_recipe
+
+    final = run_dir / "final"
+    if not (final / "config.json").exists() or not (run_dir / "config.yaml").exists():
+        return None
+    recipe = load_recipe(run_dir / "config.yaml")
+    if recipe.evaluation.dataset is None:
+        return None
+    rows = load_dataset_section(recipe.evaluation.dataset, "test", recipe.seed + 1)
+    model, tokenizer = load_model_and_tokenizer(str(final))
+    torch.manual_seed(recipe.seed)
+    group = None
+    for row in rows.select(range(min(problems, len(rows)))):
+        group = _score_group(model, tokenizer, row, group_size, recipe.evaluation.max_new_tokens)
+        signs = {c["advantage"] > 0 for c in group["completions"] if c["advantage"] != 0}
+        if signs == {True, False}:
+            break
+    return group
 
 
 def _completion_html(completion: dict[str, Any]) -> str:
