@@ -1,0 +1,157 @@
+"""Training step: GTPOTrainer against TRL's GRPOTrainer with beta 0.04 (reference model loaded)
+and with beta 0, on the same model, batch, generation length and seed, in one run.
+
+Each trainer runs in a fresh child process (so its peak resident memory is its own) for
+--steps optimisation steps; the first --warmup steps are not timed. Reported: median step time,
+peak RSS, and the share of step time spent in generation, in the loss (forward of the policy
+and, for GRPO with beta > 0, of the reference inside scoring) and in GTPO's own additions
+(conflict detection and token weights, entropy gate and shaping).
+
+    python benchmarks/training_step.py                     # demo model and a ~100M model, CPU
+    python benchmarks/training_step.py --sizes demo --steps 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from functools import wraps
+
+VARIANTS = ("gtpo", "grpo_beta0.04", "grpo_beta0")
+
+
+def _timed(store: dict[str, float], key: str, fn):
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            store[key] += time.perf_counter() - start
+
+    return wrapper
+
+
+def child(variant: str, size: str, steps: int, warmup: int, completion_length: int, seed: int) -> dict:
+    """Train one variant and measure it; runs inside the child process."""
+    import torch
+    from transformers import TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from gtpo import algorithm
+    from gtpo.models import load_model_and_tokenizer
+    from gtpo.rewards import correctness_reward, format_reward
+    from gtpo.tasks.arithmetic import make_arithmetic_dataset
+    from gtpo.trainer import GTPOConfig, GTPOTrainer
+
+    torch.manual_seed(seed)
+    model, tokenizer = load_model_and_tokenizer(f"tiny-{size}", seed=seed)
+    common = dict(
+        output_dir=f"/tmp/gtpo-bench-{variant}-{size}",
+        per_device_train_batch_size=16,
+        num_generations=8,
+        max_completion_length=completion_length,
+        max_steps=steps,
+        learning_rate=1e-5,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=not torch.cuda.is_available(),
+        bf16=torch.cuda.is_available(),
+        seed=seed,
+        disable_tqdm=True,
+        loss_type="grpo",
+    )
+    if variant == "gtpo":
+        config, trainer_class = GTPOConfig(**common), GTPOTrainer
+    else:
+        config, trainer_class = GRPOConfig(**common, beta=float(variant.split("beta")[1])), GRPOTrainer
+
+    seconds: dict[str, float] = defaultdict(float)
+    per_step: list[dict[str, float]] = []
+
+    class StepClock(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            seconds.clear()
+            seconds["start"] = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            seconds["step"] = time.perf_counter() - seconds["start"]
+            per_step.append(dict(seconds))
+
+    trainer = trainer_class(
+        model=model,
+        reward_funcs=[format_reward, correctness_reward],
+        args=config,
+        train_dataset=make_arithmetic_dataset(256, "train", seed=seed),
+        processing_class=tokenizer,
+        callbacks=[StepClock()],
+    )
+    trainer._generate = _timed(seconds, "generation", trainer._generate)
+    trainer._compute_loss = _timed(seconds, "loss", trainer._compute_loss)
+    for name in (
+        "conflict_mask",
+        "token_weights",
+        "official_token_weights",
+        "entropy_gate",
+        "shaped_advantages",
+    ):
+        setattr(algorithm, name, _timed(seconds, "gtpo_additions", getattr(algorithm, name)))
+    trainer.train()
+    timed = per_step[warmup:]
+    step = statistics.median(s["step"] for s in timed)
+    share = {k: statistics.median(s.get(k, 0.0) / s["step"] for s in timed) for k in ("generation", "loss")}
+    share["gtpo_additions"] = statistics.median(s.get("gtpo_additions", 0.0) / s["step"] for s in timed)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"variant": variant, "size": size, "step_s": step, "peak_rss_mib": peak_mib, **share}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", default=["demo", "100m"])
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--completion_length", type=int, default=48)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--child", nargs=2, metavar=("VARIANT", "SIZE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        result = child(*args.child, args.steps, args.warmup, args.completion_length, args.seed)
+        print(json.dumps(result))
+        return
+
+    print(f"{args.steps} steps, first {args.warmup} untimed; completion length {args.completion_length}")
+    header = (
+        f"{'model':>6} {'trainer':>14} | {'step s':>7} {'peak MiB':>9} | {'gen':>5} {'loss':>5} {'gtpo':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    for size in args.sizes:
+        results = {}
+        for variant in VARIANTS:
+            command = [sys.executable, __file__, "--child", variant, size, "--steps", str(args.steps),
+                       "--warmup", str(args.warmup), "--completion_length", str(args.completion_length),
+                       "--seed", str(args.seed)]  # fmt: skip
+            output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+            result = json.loads(output.strip().splitlines()[-1])
+            results[variant] = result
+            print(
+                f"{size:>6} {variant:>14} | {result['step_s']:>7.3f} {result['peak_rss_mib']:>9.0f} | "
+                f"{result['generation']:>5.0%} {result['loss']:>5.0%} {result['gtpo_additions']:>6.1%}",
+                flush=True,
+            )
+        gtpo, ref, plain = (results[v] for v in VARIANTS)
+        for name, other in (("GRPO beta 0.04", ref), ("GRPO beta 0", plain)):
+            time_ratio = gtpo["step_s"] / other["step_s"]
+            memory_ratio = gtpo["peak_rss_mib"] / other["peak_rss_mib"]
+            print(f"{size:>6} GTPO / {name}: step time {time_ratio:.2f}x, peak memory {memory_ratio:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
