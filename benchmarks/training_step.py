@@ -52,6 +52,10 @@ def child(variant: str, size: str, steps: int, warmup: int, completion_length: i
 
     torch.manual_seed(seed)
     model, tokenizer = load_model_and_tokenizer(f"tiny-{size}", seed=seed)
+    # GRPO with beta > 0 loads its reference model from a path, so every variant starts from one.
+    model_dir = f"/tmp/gtpo-bench-model-{size}-{seed}"
+    model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
     common = dict(
         output_dir=f"/tmp/gtpo-bench-{variant}-{size}",
         per_device_train_batch_size=16,
@@ -86,7 +90,7 @@ def child(variant: str, size: str, steps: int, warmup: int, completion_length: i
             per_step.append(dict(seconds))
 
     trainer = trainer_class(
-        model=model,
+        model=model_dir,
         reward_funcs=[format_reward, correctness_reward],
         args=config,
         train_dataset=make_arithmetic_dataset(256, "train", seed=seed),
