@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gtpo.models import TAGS, build_tiny_model, build_tokenizer, load_model_and_tokenizer
+from gtpo.tasks.prompts import make_prompt
 
 TOKENIZER = build_tokenizer()
 PIECES = st.one_of(
@@ -30,6 +31,17 @@ def test_tags_and_specials_are_single_tokens():
     assert len(tokenizer(text)["input_ids"]) == 4 + len("1+1=2") + 1 + 1
     assert tokenizer.pad_token_id != tokenizer.eos_token_id
     assert tokenizer.decode(tokenizer("é")["input_ids"]) == "<unk>"
+    assert [len(tokenizer(str(n))["input_ids"]) for n in (7, 12, 99, 123)] == [1, 1, 1, 2]
+
+
+def test_tokenizer_is_small_deterministic_and_compact():
+    tokenizer = build_tokenizer()
+    assert len(tokenizer) < 512
+    assert tokenizer.get_vocab() == build_tokenizer().get_vocab()
+    question = "Mia has 7 apples. Mia gets 5 more. Then Mia gives away 3. How many apples does Mia have now?"
+    prompt = make_prompt(question)
+    ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, return_dict=False)
+    assert len(ids) < 80 < len(tokenizer.apply_chat_template(prompt, tokenize=False))
 
 
 def test_chat_template_renders_a_generation_prompt():

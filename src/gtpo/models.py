@@ -3,11 +3,12 @@ and anything else from the Hugging Face hub or a local path, as TRL loads them."
 
 from __future__ import annotations
 
+import itertools
 import string
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -18,36 +19,100 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from gtpo.tasks.prompts import SYSTEM_PROMPT
+
 TAGS = ["<reasoning>", "</reasoning>", "<answer>", "</answer>"]
 ROLES = ["<|system|>", "<|user|>", "<|assistant|>"]
 PAD, EOS, BOS, UNK = "<pad>", "<eos>", "<bos>", "<unk>"
+SPECIALS = [PAD, EOS, BOS, UNK, *ROLES, *TAGS]
 
-# One character per token, plus the paper's tags and the chat markers as single tokens.
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|{{ message['role'] }}|>{{ message['content'] }}<eos>{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 
+# The tokenizer's merges are learned from this fixed text (plus the paper's system prompt), so the
+# prompts of the demo task take about a third of the tokens that one character per token would.
+CORPUS = """
+Mia has 7 apples. She gets 5 more. Then Mia gives away 3. How many apples does Mia have now?
+Then Tom, then Ana, then Leo, then Zoe, then Sam, then Ivy, then Max: each has books, coins, cards, pens
+and shells. What is the total number, the sum, the difference and the result? Find the value of x.
+If he buys twice as many eggs for 2 dollars each, how much money will she spend in all per week?
+"""
+
+# name: (hidden, intermediate, layers, heads, kv heads)
 SIZES = {
-    # name: (hidden, intermediate, layers, heads, kv heads)
     "test": (32, 64, 2, 4, 2),
     "demo": (128, 384, 4, 4, 2),
     "100m": (768, 2048, 16, 12, 4),
 }
+MAX_VOCAB = 500
+MAX_LENGTH = 1024
 
 SMOLLM2_ALIAS = "smollm2-135m"
 
 
+def _merge(word: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, ...]:
+    out, index = [], 0
+    while index < len(word):
+        if word[index : index + 2] == pair:
+            out.append(pair[0] + pair[1])
+            index += 2
+        else:
+            out.append(word[index])
+            index += 1
+    return tuple(out)
+
+
+def _learn_merges(pieces: list[str], count: int) -> list[tuple[str, str]]:
+    """Byte-pair merges learned greedily from pre-tokenized text; ties go to the longer, then the
+    lexicographically larger pair, so the result does not depend on hashing or the process."""
+    words: dict[tuple[str, ...], int] = {}
+    for piece in pieces:
+        words[tuple(piece)] = words.get(tuple(piece), 0) + 1
+    merges: list[tuple[str, str]] = []
+    while len(merges) < count:
+        pairs: dict[tuple[str, str], int] = {}
+        for word, frequency in words.items():
+            for pair in itertools.pairwise(word):
+                pairs[pair] = pairs.get(pair, 0) + frequency
+        if not pairs:
+            break
+        best = max(pairs, key=lambda pair: (pairs[pair], len(pair[0]) + len(pair[1]), pair))
+        merges.append(best)
+        merged: dict[tuple[str, ...], int] = {}
+        for word, frequency in words.items():
+            key = _merge(word, best)
+            merged[key] = merged.get(key, 0) + frequency
+        words = merged
+    return merges
+
+
 def build_tokenizer() -> PreTrainedTokenizerFast:
-    """A character-level tokenizer built offline: every printable ASCII character is a token, the
-    paper's tags and chat markers are single tokens, anything else maps to <unk>."""
-    specials = [PAD, EOS, BOS, UNK, *ROLES, *TAGS]
-    vocab = {token: index for index, token in enumerate(specials + list(string.printable))}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
-    backend.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    """A small BPE tokenizer built offline and deterministically (at most MAX_VOCAB tokens).
+
+    Every printable ASCII character is a token, numbers 10..99 are single tokens, and merges learned
+    from a fixed corpus make common words single tokens; other characters map to <unk>. The paper's
+    tags and the chat markers are single tokens; pad and eos differ."""
+    pre_tokenizer = pre_tokenizers.Split(Regex(r"\d+| ?[A-Za-z]+"), "isolated")
+    number_merges = [(tens, unit) for tens in "123456789" for unit in string.digits]
+    text = SYSTEM_PROMPT + CORPUS
+    pieces = [piece for piece, _ in pre_tokenizer.pre_tokenize_str(text) if not piece.isdigit()]
+    free = MAX_VOCAB - len(SPECIALS) - len(string.printable) - len(number_merges)
+    merges = number_merges + _learn_merges(pieces, free)
+    vocab: dict[str, int] = {}
+    for token in [*SPECIALS, *string.printable, *(a + b for a, b in merges)]:
+        vocab.setdefault(token, len(vocab))
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token=UNK))
+    backend.pre_tokenizer = pre_tokenizer
     backend.decoder = decoders.Fuse()
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token=PAD, eos_token=EOS, bos_token=BOS, unk_token=UNK
+        tokenizer_object=backend,
+        pad_token=PAD,
+        eos_token=EOS,
+        bos_token=BOS,
+        unk_token=UNK,
+        model_max_length=MAX_LENGTH,
     )
     # Roles are control tokens (dropped when decoding); the tags are text the rewards must see.
     tokenizer.add_special_tokens({"additional_special_tokens": ROLES})
@@ -70,7 +135,7 @@ def build_tiny_model(
         num_hidden_layers=layers,
         num_attention_heads=heads,
         num_key_value_heads=kv_heads,
-        max_position_embeddings=1024,
+        max_position_embeddings=MAX_LENGTH,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=tokenizer.bos_token_id,
@@ -112,6 +177,12 @@ def load_model_and_tokenizer(
         gguf = smollm2_gguf()
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, **model_kwargs)
+        # transformers dequantises GGUF weights into ordinary tensors; drop the quantizer marker so
+        # the model trains and saves like any other (Trainer refuses "purely quantized" models).
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
     else:
         try:
             tokenizer = AutoTokenizer.from_pretrained(name_or_path)
