@@ -121,3 +121,17 @@ def test_shortened_demo_runs_end_to_end(tmp_path, capsys):
     report = (run / "report.html").read_text()
     assert "Held-out evaluation" in report and "One group of completions" in report
     assert main(["report", str(run)]) == 0
+
+
+def test_grpo_baseline_with_kl_uses_the_warm_started_model_as_reference(tmp_path):
+    run = tmp_path / "grpo"
+    code = main(
+        ["train", "--config", str(DEMO), "--output_dir", str(run), "--algorithm", "grpo", "--beta", "0.04",
+         "--model_name_or_path", "tiny-test", "--dataset.limit", "64", "--warm_start.steps", "2",
+         "--max_steps", "2", "--logging_steps", "1", "--evaluation.dataset.limit", "4",
+         "--evaluation.max_new_tokens", "8"]
+    )  # fmt: skip
+    assert code == 0
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all("kl" in m for m in metrics) and not any("gtpo/gated_out_share" in m for m in metrics)
+    assert (run / "rl_start" / "model.safetensors").exists()

@@ -164,6 +164,13 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
             target_modules=lora.target_modules,
             task_type="CAUSAL_LM",
         )
+    if config.beta != 0.0 and peft_config is None:
+        # TRL loads the KL reference from a path; it must be the policy RL starts from (after the
+        # warm start, if any), so save that and hand the trainer the path.
+        start = run_dir / "rl_start"
+        model.save_pretrained(start)
+        tokenizer.save_pretrained(start)
+        model = str(start)
     trainer_class = GTPOTrainer if recipe.algorithm == "gtpo" else GRPOTrainer
     trainer = trainer_class(
         model=model,
