@@ -1,0 +1,113 @@
+"""Learning on the demo task: GTPO (paper and official presets) against TRL's GRPO with beta 0 and
+0.04, plus the paper's ablations in small, over several seeds, each with the same recipe, steps
+and budget (configs/demo.yaml). Prints a table of held-out accuracy and formatting after training,
+whether a run collapsed, and writes curves over steps to benchmarks/learning_*.png.
+
+A run collapsed when its training accuracy falls below half its best value after reaching it
+(best >= 0.1), or when its mean entropy stays above ln 2 for 20 consecutive training steps.
+
+    python benchmarks/learning.py                       # main variants, seeds 0 1 2
+    python benchmarks/learning.py --variants gate_off gamma_0 position --seeds 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+VARIANTS = {
+    "gtpo_paper": [],
+    "gtpo_official": ["--preset", "official"],
+    "grpo_beta0": ["--algorithm", "grpo"],
+    "grpo_beta0.04": ["--algorithm", "grpo", "--beta", "0.04"],
+    "gate_off": ["--entropy_gate", "off"],
+    "gamma_0": ["--gamma", "0"],
+    "position": ["--conflict_mode", "position"],
+}
+MAIN = ["gtpo_paper", "gtpo_official", "grpo_beta0", "grpo_beta0.04"]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def collapsed(metrics: list[dict]) -> bool:
+    accuracy = [m["accuracy"] for m in metrics if "accuracy" in m]
+    best, best_at = max(((a, i) for i, a in enumerate(accuracy)), default=(0.0, 0))
+    if best >= 0.1 and any(a < best / 2 for a in accuracy[best_at + 1 :]):
+        return True
+    entropy = [(m["step"], m["entropy"]) for m in metrics if "entropy" in m]
+    run_start = None
+    for step, value in entropy:
+        if value > math.log(2):
+            run_start = step if run_start is None else run_start
+            if step - run_start + 1 >= 20:
+                return True
+        else:
+            run_start = None
+    return False
+
+
+def run(variant: str, seed: int, out: Path, extra: list[str]) -> dict:
+    run_dir = out / f"{variant}_seed{seed}"
+    if not (run_dir / "summary.json").exists():
+        command = [sys.executable, "-m", "gtpo.cli", "train", "--config", str(ROOT / "configs" / "demo.yaml"),
+                   "--seed", str(seed), "--output_dir", str(run_dir), "--logging_steps", "1",
+                   *VARIANTS[variant], *extra]  # fmt: skip
+        subprocess.run(command, check=True, capture_output=True, text=True)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {"summary": summary, "metrics": metrics, "collapsed": collapsed(metrics)}
+
+
+def plot(results: dict[str, list[dict]], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for key in ("accuracy", "formatting", "entropy"):
+        figure, axis = plt.subplots(figsize=(6, 3.5), dpi=110)
+        for variant, runs in results.items():
+            steps = [m["step"] for m in runs[0]["metrics"] if key in m]
+            values = [statistics.mean(r["metrics"][i][key] for r in runs) for i in range(len(steps))]
+            axis.plot(steps, values, label=variant)
+        axis.set_xlabel("step")
+        axis.set_title(f"training {key} (mean over seeds)")
+        axis.legend(fontsize=7)
+        axis.grid(alpha=0.3)
+        figure.tight_layout()
+        figure.savefig(out / f"learning_{key}.png")
+        plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", nargs="+", default=MAIN, choices=sorted(VARIANTS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--out", default="runs/learning")
+    args, extra = parser.parse_known_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    print(f"{'variant':>14} | {'accuracy':>17} | {'formatting':>17} | collapsed")
+    for variant in args.variants:
+        runs = [run(variant, seed, out, extra) for seed in args.seeds]
+        results[variant] = runs
+        before = statistics.mean(r["summary"]["before"]["accuracy"] for r in runs)
+        after = [r["summary"]["after"]["accuracy"] for r in runs]
+        fmt_after = [r["summary"]["after"]["formatting"] for r in runs]
+        fmt_before = statistics.mean(r["summary"]["before"]["formatting"] for r in runs)
+        print(
+            f"{variant:>14} | {before:.3f} -> {statistics.mean(after):.3f} | {fmt_before:.3f} -> "
+            f"{statistics.mean(fmt_after):.3f} | {sum(r['collapsed'] for r in runs)}/{len(runs)}"
+            f"   per seed: {', '.join(f'{a:.3f}' for a in after)}",
+            flush=True,
+        )
+    plot(results, Path(__file__).parent)
+
+
+if __name__ == "__main__":
+    main()
