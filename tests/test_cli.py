@@ -80,7 +80,7 @@ def test_bad_recipe_files(tmp_path):
         (["--dataset.name", "gsm9k"], "unknown task 'gsm9k'"),
         (["--dataset.name", "gsm8k", "--dataset.path", "/nonexistent.jsonl"], "dataset file not found"),
         (["--rewards", "format_reward,speed_reward"], "unknown reward 'speed_reward'"),
-        (["--algorithm", "grpo"], "training.preset: a GTPO field, but algorithm is 'grpo'"),
+        (["--algorithm", "grpo", "--gamma", "0.1"], "training.gamma: a GTPO field, but algorithm is 'grpo'"),
     ],
 )
 def test_train_rejects_bad_input_before_loading_a_model(flags, message, capsys, tmp_path, monkeypatch):
