@@ -1,13 +1,18 @@
 """Learning on the demo task: GTPO (paper and official presets) against TRL's GRPO with beta 0 and
 0.04, plus the paper's ablations in small, over several seeds, each with the same recipe, steps
 and budget (configs/demo.yaml). Prints a table of held-out accuracy and formatting after training,
-whether a run collapsed, and writes curves over steps to benchmarks/learning_*.png.
+whether a run collapsed, and writes curves over steps to benchmarks/learning_main.png and
+benchmarks/learning_ablations.png.
 
-A run collapsed when its training accuracy falls below half its best value after reaching it
-(best >= 0.1), or when its mean entropy stays above ln 2 for 20 consecutive training steps.
+A run collapsed when its training accuracy (10-step moving average, each step is one batch of 32
+completions) falls below half its best value after reaching it (best >= 0.1), or when its mean
+entropy stays above ln 2 for 20 consecutive training steps.
 
-    python benchmarks/learning.py                       # main variants, seeds 0 1 2
-    python benchmarks/learning.py --variants gate_off gamma_0 position --seeds 0
+All variants of one seed start from the same warm-started model (the first finished run's
+rl_start/), so they differ only in the RL algorithm.
+
+    python benchmarks/learning.py                       # all variants, seeds 0 1 2 (~30 min on 2 cores)
+    python benchmarks/learning.py --variants gtpo_paper grpo_beta0 --seeds 0
 """
 
 from __future__ import annotations
@@ -29,12 +34,16 @@ VARIANTS = {
     "gamma_0": ["--gamma", "0"],
     "position": ["--conflict_mode", "position"],
 }
-MAIN = ["gtpo_paper", "gtpo_official", "grpo_beta0", "grpo_beta0.04"]
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def smoothed(values: list[float], window: int = 10) -> list[float]:
+    """Trailing moving average (training metrics come from one small batch per step)."""
+    return [statistics.mean(values[max(0, i - window + 1) : i + 1]) for i in range(len(values))]
+
+
 def collapsed(metrics: list[dict]) -> bool:
-    accuracy = [m["accuracy"] for m in metrics if "accuracy" in m]
+    accuracy = smoothed([m["accuracy"] for m in metrics if "accuracy" in m])
     best, best_at = max(((a, i) for i, a in enumerate(accuracy)), default=(0.0, 0))
     if best >= 0.1 and any(a < best / 2 for a in accuracy[best_at + 1 :]):
         return True
@@ -51,41 +60,62 @@ def collapsed(metrics: list[dict]) -> bool:
 
 
 def run(variant: str, seed: int, out: Path, extra: list[str]) -> dict:
+    """One training run (reused if its summary exists); all variants of a seed share a warm start."""
     run_dir = out / f"{variant}_seed{seed}"
     if not (run_dir / "summary.json").exists():
         command = [sys.executable, "-m", "gtpo.cli", "train", "--config", str(ROOT / "configs" / "demo.yaml"),
                    "--seed", str(seed), "--output_dir", str(run_dir), "--logging_steps", "1",
                    *VARIANTS[variant], *extra]  # fmt: skip
-        subprocess.run(command, check=True, capture_output=True, text=True)
+        finished = [d for d in sorted(out.glob(f"*_seed{seed}")) if (d / "summary.json").exists()]
+        shared_start = [d / "rl_start" for d in finished if (d / "rl_start" / "config.json").exists()]
+        if shared_start:
+            command += ["--model_name_or_path", str(shared_start[0]), "--warm_start.steps", "0"]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise SystemExit(f"{variant} seed {seed} failed:\n{result.stderr[-3000:]}")
     summary = json.loads((run_dir / "summary.json").read_text())
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return {"summary": summary, "metrics": metrics, "collapsed": collapsed(metrics)}
 
 
+PLOTS = {
+    "main": ["gtpo_paper", "gtpo_official", "grpo_beta0", "grpo_beta0.04"],
+    "ablations": ["gtpo_paper", "gate_off", "gamma_0", "position"],
+}
+
+
 def plot(results: dict[str, list[dict]], out: Path) -> None:
+    """benchmarks/learning_{main,ablations}.png: accuracy, formatting and entropy over steps."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    for key in ("accuracy", "formatting", "entropy"):
-        figure, axis = plt.subplots(figsize=(6, 3.5), dpi=110)
-        for variant, runs in results.items():
-            steps = [m["step"] for m in runs[0]["metrics"] if key in m]
-            values = [statistics.mean(r["metrics"][i][key] for r in runs) for i in range(len(steps))]
-            axis.plot(steps, values, label=variant)
-        axis.set_xlabel("step")
-        axis.set_title(f"training {key} (mean over seeds)")
-        axis.legend(fontsize=7)
-        axis.grid(alpha=0.3)
+    for name, variants in PLOTS.items():
+        variants = [v for v in variants if v in results]
+        if not variants:
+            continue
+        figure, axes = plt.subplots(1, 3, figsize=(14, 3.6), dpi=110)
+        for axis, key in zip(axes, ("accuracy", "formatting", "entropy"), strict=True):
+            for variant in variants:
+                runs = results[variant]
+                steps = [m["step"] for m in runs[0]["metrics"] if key in m]
+                values = [statistics.mean(r["metrics"][i][key] for r in runs) for i in range(len(steps))]
+                axis.plot(steps, smoothed(values), label=variant)
+            if key == "entropy":
+                axis.axhline(math.log(2), color="grey", linestyle=":", linewidth=1)
+            axis.set_xlabel("step")
+            axis.set_title(f"training {key} (mean over seeds, 10-step average)", fontsize=9)
+            axis.grid(alpha=0.3)
+        axes[0].legend(fontsize=7)
         figure.tight_layout()
-        figure.savefig(out / f"learning_{key}.png")
+        figure.savefig(out / f"learning_{name}.png")
         plt.close(figure)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", nargs="+", default=MAIN, choices=sorted(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=sorted(VARIANTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--out", default="runs/learning")
     args, extra = parser.parse_known_args()

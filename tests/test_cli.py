@@ -115,6 +115,7 @@ def test_shortened_demo_runs_end_to_end(tmp_path, capsys):
     assert all("gtpo/gated_out_share" in m and "formatting" in m for m in metrics)
     assert (run / "final" / "model.safetensors").exists()
     assert (run / "checkpoint-2" / "gtpo_state.json").exists()
+    assert (run / "rl_start" / "model.safetensors").exists()  # the warm-started policy, reusable
     assert (run / "config.yaml").exists()
     for plot in ("reward", "entropy", "conflict_shares", "gated_out_share", "formatting", "accuracy"):
         assert (run / "plots" / f"{plot}.png").stat().st_size > 1000

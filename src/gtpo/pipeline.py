@@ -164,12 +164,15 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
             target_modules=lora.target_modules,
             task_type="CAUSAL_LM",
         )
-    if config.beta != 0.0 and peft_config is None:
-        # TRL loads the KL reference from a path; it must be the policy RL starts from (after the
-        # warm start, if any), so save that and hand the trainer the path.
-        start = run_dir / "rl_start"
+    # The policy RL starts from is kept in rl_start/: other runs can start from it
+    # (--model_name_or_path RUN/rl_start --warm_start.steps 0), and TRL loads the KL reference from
+    # a path, so a run with beta > 0 hands the trainer that path (on resume, the saved one).
+    start = run_dir / "rl_start"
+    needs_reference_path = config.beta != 0.0 and peft_config is None
+    if not resume and (recipe.warm_start.steps > 0 or needs_reference_path):
         model.save_pretrained(start)
         tokenizer.save_pretrained(start)
+    if needs_reference_path and start.exists():
         model = str(start)
     trainer_class = GTPOTrainer if recipe.algorithm == "gtpo" else GRPOTrainer
     trainer = trainer_class(
