@@ -41,7 +41,7 @@ def test_overrides_reach_sections_and_training_fields():
     ("overrides", "message"),
     [
         (["--learnig_rate", "1"], "--learnig_rate: unknown flag (did you mean 'learning_rate'?)"),
-        (["--max_steps", "ten"], "training.max_steps: expected an integer, got 'ten'"),
+        (["--max_steps", "ten"], "--max_steps: expected an integer, got 'ten'"),
         (["--dataset.limt", "3"], "unknown field 'limt' (did you mean 'limit'?)"),
         (["--warm_start.format_fraction", "lots"], "warm_start.format_fraction: expected a number"),
         (["--algorithm", "ppo"], "algorithm: must be one of ('gtpo', 'grpo')"),
@@ -75,7 +75,7 @@ def test_bad_recipe_files(tmp_path):
     ("flags", "message"),
     [
         (["--gamma", "-1"], "GTPOConfig.gamma must be a finite number >= 0"),
-        (["--num_generations", "1"], "at least 2 generations"),
+        (["--num_generations", "1"], "--num_generations: must be >= 2, got 1"),
         (["--num_generations", "5"], "must be divisible by num_generations"),
         (["--dataset.name", "gsm9k"], "unknown task 'gsm9k'"),
         (["--dataset.name", "gsm8k", "--dataset.path", "/nonexistent.jsonl"], "dataset file not found"),

@@ -1,21 +1,31 @@
 """math-verify worker, started by gtpo.rewards: reads [prediction, gold] JSON lines on stdin and
-answers 'true' or 'false' per line. The parent kills it when a check exceeds its time limit."""
+answers 'true' or 'false' per line. The parent kills it when a check exceeds its time limit.
+
+Answers are model output, so they are parsed as LaTeX only. math-verify's other extraction target,
+ExprExtractionConfig, hands the matched text to sympy's parse_expr, which runs Python's eval; the
+LaTeX parser (latex2sympy2_extended, an ANTLR grammar) builds sympy objects itself and hands sympy's
+string parser nothing but the digits of a number token. tests/test_security.py checks both.
+"""
 
 import json
 import logging
 import sys
 from functools import lru_cache
 
-from math_verify import parse, verify
+from math_verify import LatexExtractionConfig, parse, verify
 
 # The parent enforces the time limit; math-verify's own signal-based one is off.
 logging.getLogger("math_verify").setLevel(logging.ERROR)
 
+LATEX_ONLY = (LatexExtractionConfig(),)
+
 
 @lru_cache(maxsize=4096)
 def parsed(text: str):
-    # LaTeX mode first ("x^2 + 1" would otherwise be read as the number 1), then plain text.
-    return parse(f"${text}$", parsing_timeout=None) or parse(text, parsing_timeout=None)
+    # As inline math first ("x^2 + 1", "18"), then as it stands (text with its own $...$ or \[...\]).
+    return parse(f"${text}$", extraction_config=LATEX_ONLY, parsing_timeout=None) or parse(
+        text, extraction_config=LATEX_ONLY, parsing_timeout=None
+    )
 
 
 def equal(prediction: str, gold: str) -> bool:

@@ -46,16 +46,16 @@ def group_advantages(
 
     rewards: (N,). scaling: "group" divides by the group's standard deviation, "batch" by the
     whole batch's, "none" does not divide (the official GTPO code). Standard deviations are
-    unbiased (Bessel), as in TRL. Returns (N,).
+    unbiased (Bessel), as in TRL; that of a single reward is 0, so its advantage is 0. Returns (N,).
     """
     grouped = rewards.view(-1, group_size)
     centred = (grouped - grouped.mean(dim=1, keepdim=True)).view(-1)
     if scaling == "none":
         return centred
     if scaling == "group":
-        std = grouped.std(dim=1).repeat_interleave(group_size)
+        std = grouped.std(dim=1, correction=int(group_size > 1)).repeat_interleave(group_size)
     elif scaling == "batch":
-        std = rewards.std().expand_as(rewards)
+        std = rewards.std(correction=int(rewards.numel() > 1)).expand_as(rewards)
     else:
         raise ValueError(f"scaling must be 'group', 'batch' or 'none', got {scaling!r}")
     return centred / (std + eps)
@@ -192,9 +192,11 @@ def official_token_weights(
 
 
 def token_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy of softmax(logits) over the last dimension. logits: (..., V). Returns (...)."""
+    """Entropy of softmax(logits) over the last dimension, in float32; tokens with logit -inf
+    (masked out of the vocabulary) contribute 0. logits: (..., V). Returns (...)."""
     log_probs = torch.log_softmax(logits.float(), dim=-1)
-    return -(log_probs.exp() * log_probs).sum(dim=-1)
+    finite_log_probs = log_probs.clamp(min=torch.finfo(log_probs.dtype).min)  # 0 * -inf would be NaN
+    return -(log_probs.exp() * finite_log_probs).sum(dim=-1)
 
 
 def mean_completion_entropy(entropies: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
@@ -259,11 +261,12 @@ def clipped_policy_loss(
     """Per-token PPO loss -min(r * A, clip(r, 1 - eps_low, 1 + eps_high) * A), r = pi / pi_old.
 
     logps, old_logps: (N, T); advantages: (N,) or (N, T). On-policy (old_logps = logps
-    detached) r is 1 in value and carries the gradient of log pi. Returns (N, T).
+    detached) r is 1 in value and carries the gradient of log pi. The ratio is taken in float32,
+    so bf16/fp16 log-probs do not overflow it. Returns (N, T).
     """
     if advantages.dim() == 1:
         advantages = advantages.unsqueeze(1)
-    ratio = torch.exp(logps - old_logps)
+    ratio = torch.exp((logps - old_logps).float())
     clipped = torch.clamp(ratio, 1.0 - epsilon_low, 1.0 + epsilon_high)
     return -torch.minimum(ratio * advantages, clipped * advantages)
 
@@ -272,6 +275,12 @@ def sequence_mean(per_token: torch.Tensor, completion_mask: torch.Tensor) -> tor
     """Mean over each completion's real tokens. (N, T) -> (N,)."""
     mask = completion_mask.to(per_token.dtype)
     return (per_token * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
+def _real_only(values: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
+    """values with padding positions set to 0, so that whatever a model produced there (even
+    inf or NaN) reaches neither the loss nor its gradient."""
+    return values.masked_fill(~completion_mask.bool(), 0.0)
 
 
 def k3_kl(logps: torch.Tensor, ref_logps: torch.Tensor) -> torch.Tensor:
@@ -298,15 +307,16 @@ def gtpo_loss(
     Averaging over all N rows equals the paper's 1/G per group averaged over groups.
     Optional extras, both off in the paper: importance_weights ((N, T) or (N, 1)) multiply the
     policy term, as for a sampler/trainer mismatch (vLLM); beta > 0 adds beta * k3 KL to
-    ref_logps. Returns a scalar.
+    ref_logps. Padding (completion_mask 0) takes no part, whatever its values. Returns a scalar.
     """
+    logps, old_logps = _real_only(logps, completion_mask), _real_only(old_logps, completion_mask)
     per_token = clipped_policy_loss(logps, old_logps, advantages, epsilon_low, epsilon_high) * weights
     if importance_weights is not None:
         per_token = per_token * importance_weights
     if beta != 0.0:
         if ref_logps is None:
             raise ValueError("a loss with beta != 0 needs ref_logps")
-        per_token = per_token + beta * k3_kl(logps, ref_logps)
+        per_token = per_token + beta * k3_kl(logps, _real_only(ref_logps, completion_mask))
     return sequence_mean(per_token, completion_mask).mean()
 
 
@@ -321,8 +331,9 @@ def official_gtpo_loss(
 
     The ratio r = exp(logps - logps.detach()) is 1 in value (no clipping); completions are
     summed, not averaged. advantages: shaped (N,); weights, divisor from
-    official_token_weights. Returns a scalar.
+    official_token_weights. Padding takes no part, whatever its values. Returns a scalar.
     """
+    logps = _real_only(logps, completion_mask)
     ratio = torch.exp(logps - logps.detach())
     per_token = -ratio * advantages.unsqueeze(1) * weights
     return (sequence_mean(per_token, completion_mask) / divisor.clamp(min=1)).sum()

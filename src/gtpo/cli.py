@@ -8,15 +8,36 @@ gtpo report RUN_DIR
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
+import warnings
+from typing import NoReturn
 
 from gtpo.recipe import RecipeError, load_recipe
 
 
-def _parser() -> argparse.ArgumentParser:
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a mistake in one line (`gtpo eval: error: ...`), without the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _unrecognized(parser: argparse.ArgumentParser, extra: list[str]) -> str:
+    """The message for arguments a command does not take, with the nearest flag for the first one."""
+    # argparse has no public list of a parser's options; _actions is where it keeps them.
+    options = [option for action in parser._actions for option in action.option_strings]
+    first = extra[0].split("=", 1)[0]
+    close = difflib.get_close_matches(first, options, n=1, cutoff=0.6) if first.startswith("-") else []
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unrecognized argument {first!r}{hint}"
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The `gtpo` parser and its commands' parsers by name."""
     from gtpo.evaluation import add_eval_arguments
 
-    parser = argparse.ArgumentParser(prog="gtpo", description="GTPO training for TRL")
+    parser = _Parser(prog="gtpo", description="GTPO training for TRL")
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser(
         "train",
@@ -27,17 +48,23 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--resume", action="store_true", help="continue from the run directory's last checkpoint"
     )
-    add_eval_arguments(commands.add_parser("eval", help="evaluate a model on benchmarks (pass@k, maj@k)"))
+    evaluate = commands.add_parser("eval", help="evaluate a model on benchmarks (pass@k, maj@k)")
+    add_eval_arguments(evaluate)
     report = commands.add_parser("report", help="plots and report.html for a run directory")
     report.add_argument("run_dir")
-    return parser
+    return parser, {"train": train, "eval": evaluate, "report": report}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
+    # TRL's configs set the field that transformers 5 renamed; the warning is not the user's to act on
+    # and would precede every message of the command.
+    warnings.filterwarnings(
+        "ignore", message="`gradient_checkpointing` is deprecated", category=FutureWarning
+    )
+    parser, commands = _parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "train":
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        commands[args.command].error(_unrecognized(commands[args.command], extra))
     try:
         if args.command == "train":
             from gtpo.pipeline import run_training, summary_table

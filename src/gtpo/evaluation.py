@@ -12,9 +12,11 @@ Files written to the output directory:
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import math
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -108,7 +110,9 @@ def _read_finished(path: Path, num_samples: int) -> dict[str, list[dict[str, Any
             continue  # a line cut by an interruption
         by_problem.setdefault(record["id"], []).append(record)
     finished = {k: v for k, v in by_problem.items() if len(v) == num_samples}
-    path.write_text("".join(json.dumps(r) + "\n" for records in finished.values() for r in records))
+    partial = path.with_name(path.name + ".tmp")  # renamed over the file: a crash keeps one or the other
+    partial.write_text("".join(json.dumps(r) + "\n" for records in finished.values() for r in records))
+    os.replace(partial, path)
     return finished
 
 
@@ -158,6 +162,9 @@ def evaluate(
         path = output / f"samples_{name}.jsonl"
         records = _read_finished(path, num_samples)
         todo = [row for row in dataset if row["id"] not in records]
+        if len(todo) < len(dataset):
+            done = len(dataset) - len(todo)
+            print(f"{name}: {done} of {len(dataset)} problems already in {path}, resuming", file=sys.stderr)
         progress = tqdm(
             total=len(dataset), initial=len(dataset) - len(todo), desc=name, disable=not show_progress
         )
@@ -234,8 +241,9 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    """Load the model and benchmarks named on the command line, evaluate, print the table."""
-    from gtpo.models import load_model_and_tokenizer
+    """Load the model and benchmarks named on the command line, evaluate, print the table.
+    Every flag, benchmark file and the model name are checked before the model is loaded."""
+    from gtpo.models import check_model_name, load_model_and_tokenizer
     from gtpo.tasks.datasets import TASKS, load_task
 
     paths = {}
@@ -246,10 +254,27 @@ def run_eval(args: argparse.Namespace) -> int:
         paths[name] = path
     unknown = [name for name in [*args.benchmarks, *paths] if name not in TASKS]
     if unknown:
-        raise ValueError(f"--benchmarks: unknown benchmark {unknown[0]!r}; known: {', '.join(sorted(TASKS))}")
-    for flag in ("num_samples", "max_new_tokens", "batch_size"):
-        if getattr(args, flag) < 1:
-            raise ValueError(f"--{flag} must be >= 1")
+        close = difflib.get_close_matches(unknown[0], TASKS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(
+            f"--benchmarks: unknown benchmark {unknown[0]!r}{hint}; known: {', '.join(sorted(TASKS))}"
+        )
+    for flag in ("num_samples", "max_new_tokens", "batch_size", "limit"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise ValueError(f"--{flag} must be >= 1, got {value}")
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):
+        raise ValueError(f"--temperature must be >= 0, got {args.temperature}")
+    if not 0 < args.top_p <= 1:
+        raise ValueError(f"--top_p must be > 0 and <= 1, got {args.top_p}")
+    if args.num_samples > 1 and args.temperature == 0:
+        raise ValueError(
+            f"--num_samples {args.num_samples} needs --temperature > 0 (greedy gives one answer)"
+        )
+    bad_k = [k for k in args.k if not 1 <= k <= args.num_samples]
+    if bad_k:
+        raise ValueError(f"--k {bad_k[0]}: each k must be between 1 and --num_samples ({args.num_samples})")
+    check_model_name(args.model_name_or_path)
     benchmarks = {
         name: load_task(name, split=args.split, path=paths.get(name), limit=args.limit)
         for name in args.benchmarks

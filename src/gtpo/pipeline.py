@@ -12,7 +12,9 @@ run_dir/
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any
 import yaml
 from datasets import Dataset
 from transformers import TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
 
 from gtpo.recipe import DatasetSection, Recipe, RecipeError, recipe_to_dict
 
@@ -55,9 +58,13 @@ def training_config(recipe: Recipe):
     fields.update(recipe.training)
     if "output_dir" not in fields:
         raise RecipeError("training.output_dir: required (the run directory)")
+    weights = fields.get("reward_weights")
+    if weights is not None and len(weights) != len(recipe.rewards):
+        raise RecipeError(
+            f"training.reward_weights: {len(weights)} weights for {len(recipe.rewards)} reward functions"
+        )
     if recipe.algorithm == "grpo":
-        gtpo_only = set(fields) & {"preset", "conflict_mode", "positive_weight", "negative_weight", "gamma"}
-        gtpo_only |= set(fields) & {"entropy_gate", "entropy_threshold", "loss_temperature"}
+        gtpo_only = set(fields) - {f.name for f in dataclasses.fields(GRPOConfig)}
         if gtpo_only:
             raise RecipeError(f"training.{sorted(gtpo_only)[0]}: a GTPO field, but algorithm is 'grpo'")
         return GRPOConfig(**fields)
@@ -65,11 +72,31 @@ def training_config(recipe: Recipe):
 
 
 class MetricsLog(TrainerCallback):
-    """Appends each log entry to metrics.jsonl and prints a short line with progress and ETA."""
+    """Appends each log entry to metrics.jsonl and prints a short line with progress and ETA.
+
+    When training begins (fresh or resumed), the file keeps only the steps up to the trainer's
+    step, so steps logged after the checkpoint a run resumes from are not written twice."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.start = time.monotonic()
+        self.first_step = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.monotonic()
+        self.first_step = state.global_step
+        kept = []
+        if self.path.exists():
+            for line in self.path.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut by a crash
+                if record.get("step", 0) <= state.global_step:
+                    kept.append(line + "\n")
+        partial = self.path.with_name(self.path.name + ".tmp")
+        partial.write_text("".join(kept))
+        os.replace(partial, self.path)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or "train_runtime" in logs:
@@ -78,7 +105,7 @@ class MetricsLog(TrainerCallback):
         with self.path.open("a") as file:
             file.write(json.dumps(record) + "\n")
         elapsed = time.monotonic() - self.start
-        done = max(state.global_step, 1)
+        done = max(state.global_step - self.first_step, 1)
         eta = elapsed / done * max(state.max_steps - state.global_step, 0)
         parts = [f"step {state.global_step}/{state.max_steps}", f"eta {eta:4.0f}s"]
         for key, label in (
@@ -117,17 +144,31 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
     from peft import LoraConfig
     from trl import GRPOTrainer
 
-    from gtpo.models import load_model_and_tokenizer
+    from gtpo.models import check_model_name, load_model_and_tokenizer
     from gtpo.trainer import GTPOTrainer
 
     # Everything that can be wrong in the recipe fails here, before a model is loaded.
     config = training_config(recipe)
     rewards = reward_functions(recipe.rewards)
+    check_model_name(recipe.model_name_or_path)
     train_dataset = load_dataset_section(recipe.dataset, "train", recipe.seed)
+    if recipe.warm_start.steps > 0 and not resume and "solution" not in train_dataset.column_names:
+        raise RecipeError("warm_start.steps: the dataset has no worked solutions (only 'arithmetic' does)")
     eval_dataset = None
     if recipe.evaluation.dataset is not None:
         eval_dataset = load_dataset_section(recipe.evaluation.dataset, "test", recipe.seed + 1)
     run_dir = Path(config.output_dir)
+    checkpoint = None
+    if resume:
+        checkpoint = get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
+        if checkpoint is None:
+            raise RecipeError(
+                f"--resume: no complete checkpoint in {run_dir}; run without --resume to start over"
+            )
+        print(
+            f"resuming from {checkpoint}: the warm start and the evaluation before training are not redone",
+            file=sys.stderr,
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
 
@@ -135,8 +176,6 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
     if recipe.warm_start.steps > 0 and not resume:
         from gtpo.warmstart import warm_start
 
-        if "solution" not in train_dataset.column_names:
-            raise RecipeError("warm_start: the dataset has no worked solutions (only 'arithmetic' does)")
         section = recipe.warm_start
         model = warm_start(
             model,
@@ -184,7 +223,7 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
         peft_config=peft_config,
         callbacks=[MetricsLog(run_dir / "metrics.jsonl")],
     )
-    trainer.train(resume_from_checkpoint=True if resume else None)
+    trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(str(run_dir / "final"))
 
     if eval_dataset is not None:

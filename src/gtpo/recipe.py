@@ -4,14 +4,17 @@ GRPO baseline) and evaluation. `gtpo train --config RECIPE.yaml [--field value .
 A recipe has a few top-level sections (the Recipe dataclass below) and a `training` mapping of
 GTPOConfig fields (TRL's GRPOConfig fields plus GTPO's). Command-line overrides name a top-level
 field (`--model_name_or_path`), a field of a section with a dot (`--dataset.limit 100`), or a
-training field directly (`--learning_rate 1e-5`). Every name and type is checked before any
-model is loaded; a mistake is reported in one line, with the nearest valid name.
+training field directly (`--learning_rate 1e-5`). Every name, type and range is checked before
+any model is loaded; a mistake is reported in one line that names the flag (for a value given on
+the command line) or the file and field, with the nearest valid name for a misspelt one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import operator
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,6 +28,21 @@ class RecipeError(ValueError):
     """A recipe or an override is wrong; the message names the file, field or flag."""
 
 
+class _FieldError(RecipeError):
+    """A bad value at a dotted field path ("training.max_steps"); load_recipe names the flag or the
+    file it came from."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+def _bounded(default: Any, *bounds: str) -> Any:
+    """A dataclass field whose value must satisfy each bound, e.g. ">= 1" (None always passes)."""
+    return field(default=default, metadata={"bounds": bounds})
+
+
 @dataclass
 class DatasetSection:
     """Which task to train or evaluate on: a name from gtpo.tasks, optionally from a local file."""
@@ -32,17 +50,17 @@ class DatasetSection:
     name: str = "arithmetic"
     split: str | None = None
     path: str | None = None
-    limit: int | None = None
+    limit: int | None = _bounded(None, ">= 1")
 
 
 @dataclass
 class WarmStartSection:
     """Supervised warm start (TRL's SFTTrainer) before RL; steps 0 skips it."""
 
-    steps: int = 0
-    format_fraction: float = 0.5
-    learning_rate: float = 1e-3
-    batch_size: int = 16
+    steps: int = _bounded(0, ">= 0")
+    format_fraction: float = _bounded(0.5, ">= 0", "<= 1")
+    learning_rate: float = _bounded(1e-3, "> 0")
+    batch_size: int = _bounded(16, ">= 1")
 
 
 @dataclass
@@ -50,10 +68,10 @@ class EvaluationSection:
     """Held-out evaluation before and after training."""
 
     dataset: DatasetSection | None = None
-    num_samples: int = 1
-    temperature: float = 0.0
-    max_new_tokens: int = 128
-    batch_size: int = 32
+    num_samples: int = _bounded(1, ">= 1")
+    temperature: float = _bounded(0.0, ">= 0")
+    max_new_tokens: int = _bounded(128, ">= 1")
+    batch_size: int = _bounded(32, ">= 1")
     before_training: bool = True
 
 
@@ -61,9 +79,9 @@ class EvaluationSection:
 class LoraSection:
     """PEFT LoRA adapter; the paper uses r = 128 on all projections."""
 
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.0
+    r: int = _bounded(16, ">= 1")
+    alpha: int = _bounded(32, "> 0")
+    dropout: float = _bounded(0.0, ">= 0", "< 1")
     target_modules: list[str] | str = "all-linear"
 
 
@@ -82,6 +100,38 @@ class Recipe:
 
 ALGORITHMS = ("gtpo", "grpo")
 
+# TRL and transformers training fields whose bad values would otherwise surface only once a model
+# is loaded (or never, as a silently odd run). GTPO's own fields are checked by GTPOConfig.
+TRAINING_BOUNDS: dict[str, tuple[str, ...]] = {
+    "learning_rate": (">= 0",),
+    "weight_decay": (">= 0",),
+    "max_grad_norm": (">= 0",),
+    "per_device_train_batch_size": (">= 1",),
+    "gradient_accumulation_steps": (">= 1",),
+    "num_generations": (">= 2",),
+    "num_generations_eval": (">= 1",),
+    "generation_batch_size": (">= 1",),
+    "steps_per_generation": (">= 1",),
+    "num_iterations": (">= 1",),
+    "max_completion_length": (">= 1",),
+    "temperature": ("> 0",),
+    "top_p": ("> 0", "<= 1"),
+    "top_k": (">= 0",),
+    "repetition_penalty": ("> 0",),
+    "beta": (">= 0",),
+    "epsilon": (">= 0",),
+    "epsilon_high": (">= 0",),
+    "num_train_epochs": ("> 0",),
+    "warmup_steps": (">= 0",),
+    "save_steps": ("> 0",),
+    "logging_steps": ("> 0",),
+}
+TRAINING_CHOICES: dict[str, tuple[str, ...]] = {
+    "scale_rewards": ("group", "batch", "none"),
+    "multi_objective_aggregation": ("sum_then_normalize", "normalize_then_sum"),
+}
+_COMPARISONS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
+
 
 def _training_fields() -> dict[str, Any]:
     """GTPOConfig's field names and their type annotations."""
@@ -96,9 +146,24 @@ def _suggest(name: str, choices: typing.Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def _join(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+def _check_bounds(value: Any, bounds: tuple[str, ...], where: str) -> None:
+    """Raise when a number is not finite or breaks one of its bounds (">= 1", "< 1", ...)."""
+    if value is None or not bounds:
+        return
+    holds = math.isfinite(value) and all(
+        _COMPARISONS[op](value, float(limit)) for op, limit in (bound.split() for bound in bounds)
+    )
+    if not holds:
+        raise _FieldError(where, f"must be {' and '.join(bounds)}, got {value!r}")
+
+
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
     """Check value against a type annotation, converting strings from the command line and
-    YAML's unquoted scientific notation ("1e-4"). Raises RecipeError naming `where`."""
+    YAML's unquoted scientific notation ("1e-4"). Raises RecipeError naming the field path."""
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(annotation)
@@ -112,35 +177,35 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
                 return _coerce(value, option, where)
             except RecipeError as error:
                 errors.append(error)
-        raise errors[0] if errors else RecipeError(f"{where}: unsupported value {value!r}")
+        raise errors[0] if errors else _FieldError(where, f"unsupported value {value!r}")
     if origin is list:
         (item,) = typing.get_args(annotation) or (Any,)
         if isinstance(value, str):
             value = yaml.safe_load(value) if value.startswith("[") else [v for v in value.split(",") if v]
         if not isinstance(value, list):
-            raise RecipeError(f"{where}: expected a list, got {value!r}")
+            raise _FieldError(where, f"expected a list, got {value!r}")
         return [_coerce(v, item, where) for v in value]
     if origin is dict or annotation is dict:
         if isinstance(value, str):
             value = yaml.safe_load(value)
         if not isinstance(value, dict):
-            raise RecipeError(f"{where}: expected a mapping, got {value!r}")
+            raise _FieldError(where, f"expected a mapping, got {value!r}")
         return value
     if annotation is Any or annotation is typing.Any:
         return value
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
-            raise RecipeError(f"{where}: expected a mapping of {annotation.__name__} fields, got {value!r}")
+            raise _FieldError(where, f"expected a mapping of {annotation.__name__} fields, got {value!r}")
         return _build(annotation, value, where)
     if annotation is bool:
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
         if isinstance(value, bool):
             return value
-        raise RecipeError(f"{where}: expected true or false, got {value!r}")
+        raise _FieldError(where, f"expected true or false, got {value!r}")
     if annotation is int:
         if isinstance(value, bool):
-            raise RecipeError(f"{where}: expected an integer, got {value!r}")
+            raise _FieldError(where, f"expected an integer, got {value!r}")
         if isinstance(value, int):
             return value
         if isinstance(value, str):
@@ -148,20 +213,20 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
                 return int(value)
             except ValueError:
                 pass
-        raise RecipeError(f"{where}: expected an integer, got {value!r}")
+        raise _FieldError(where, f"expected an integer, got {value!r}")
     if annotation is float:
         if isinstance(value, bool):
-            raise RecipeError(f"{where}: expected a number, got {value!r}")
+            raise _FieldError(where, f"expected a number, got {value!r}")
         if isinstance(value, (int, float)):
             return float(value)
         try:
             return float(value)
         except (TypeError, ValueError):
-            raise RecipeError(f"{where}: expected a number, got {value!r}") from None
+            raise _FieldError(where, f"expected a number, got {value!r}") from None
     if annotation is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-        raise RecipeError(f"{where}: expected a string, got {value!r}")
+        raise _FieldError(where, f"expected a string, got {value!r}")
     # Enums and other TRL types: let the config class validate them.
     return value
 
@@ -171,19 +236,26 @@ def _build(cls: type, values: dict[str, Any], where: str):
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in values.items():
+        path = _join(where, name)
         if name not in fields:
-            raise RecipeError(f"{where}: unknown field {name!r}{_suggest(name, fields)}")
-        kwargs[name] = _coerce(value, hints[name], f"{where}.{name}")
+            raise _FieldError(path, f"unknown field {name!r}{_suggest(name, fields)}")
+        kwargs[name] = _coerce(value, hints[name], path)
+        _check_bounds(kwargs[name], fields[name].metadata.get("bounds", ()), path)
     return cls(**kwargs)
 
 
-def _check_training(training: dict[str, Any], where: str) -> dict[str, Any]:
+def _check_training(training: dict[str, Any]) -> dict[str, Any]:
     known = _training_fields()
     checked = {}
     for name, value in training.items():
+        path = f"training.{name}"
         if name not in known:
-            raise RecipeError(f"{where}.{name}: unknown training field{_suggest(name, known)}")
-        checked[name] = _coerce(value, known[name], f"{where}.{name}")
+            raise _FieldError(path, f"unknown training field{_suggest(name, known)}")
+        checked[name] = _coerce(value, known[name], path)
+        _check_bounds(checked[name], TRAINING_BOUNDS.get(name, ()), path)
+        choices = TRAINING_CHOICES.get(name)
+        if choices and checked[name] not in choices:
+            raise _FieldError(path, f"must be one of {choices}, got {checked[name]!r}")
     return checked
 
 
@@ -221,6 +293,10 @@ def _apply_override(raw: dict[str, Any], name: str, value: str) -> None:
         return
     if head == "training" and len(rest) == 1:
         name = rest[0]
+    elif head == "training":
+        raise RecipeError(
+            f"--{name}: name one training field, as --training.learning_rate or --learning_rate"
+        )
     if name in _training_fields():
         raw.setdefault("training", {})[name] = value
         return
@@ -229,7 +305,7 @@ def _apply_override(raw: dict[str, Any], name: str, value: str) -> None:
 
 def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> Recipe:
     """Read a recipe file (or start from the defaults), apply overrides, check every field."""
-    where = str(path) if path else "recipe"
+    source = str(path) if path else "recipe"
     raw: dict[str, Any] = {}
     if path is not None:
         file = Path(path)
@@ -243,15 +319,39 @@ def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> 
             raise RecipeError(f"{file}:{line} is not valid YAML") from None
         if not isinstance(raw, dict):
             raise RecipeError(f"{file}: a recipe is a mapping of fields, got {type(raw).__name__}")
+    flags = {}  # field path -> the flag that set it, so that an error names the flag
     for name, value in parse_overrides(overrides or []):
         _apply_override(raw, name, value)
+        top = name.split(".")[0] in _recipe_fields()
+        flags[name if top else f"training.{name}"] = f"--{name}"
+    try:
+        return _check_recipe(raw)
+    except _FieldError as error:
+        flag = flags.get(error.path)
+        raise RecipeError(f"{flag}: {error.problem}" if flag else f"{source}: {error}") from None
+
+
+def _recipe_fields() -> set[str]:
+    return {f.name for f in dataclasses.fields(Recipe)}
+
+
+def _check_recipe(raw: dict[str, Any]) -> Recipe:
+    """Build a Recipe from plain data, checking names, types, ranges and the cross-field rules."""
     training = raw.pop("training", None) or {}
     if not isinstance(training, dict):
-        raise RecipeError(f"{where}.training: expected a mapping of training fields")
-    recipe = _build(Recipe, raw, where)
-    recipe.training = _check_training(training, f"{where}.training")
+        raise _FieldError("training", "expected a mapping of training fields")
+    recipe = _build(Recipe, raw, "")
+    recipe.training = _check_training(training)
     if recipe.algorithm not in ALGORITHMS:
-        raise RecipeError(f"{where}.algorithm: must be one of {ALGORITHMS}, got {recipe.algorithm!r}")
+        raise _FieldError("algorithm", f"must be one of {ALGORITHMS}, got {recipe.algorithm!r}")
+    if not recipe.rewards:
+        raise _FieldError("rewards", "name at least one reward function")
+    evaluation = recipe.evaluation
+    if evaluation.num_samples > 1 and evaluation.temperature == 0:
+        raise _FieldError(
+            "evaluation.num_samples",
+            f"{evaluation.num_samples} samples per problem need evaluation.temperature > 0",
+        )
     return recipe
 
 

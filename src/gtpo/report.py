@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,9 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 def write_plots(run_dir: Path, records: list[dict[str, Any]]) -> list[Path]:
     """One PNG per plot with data; returns their paths."""
+    # matplotlib keeps its font cache in MPLCONFIGDIR (default ~/.cache/matplotlib); unless the user
+    # chose a place, keep it in the run directory (read when matplotlib is first imported).
+    os.environ.setdefault("MPLCONFIGDIR", str(run_dir / ".cache" / "matplotlib"))
     import matplotlib
 
     matplotlib.use("Agg")

@@ -6,8 +6,12 @@ Two narrow overrides carry the algorithm (gtpo.algorithm):
     a group can span processes) and each process keeps its own rows.
   * `_compute_loss`: per-token log-probs and entropies of the current policy (one forward pass),
     then the entropy gate, shaped advantages and the GTPO loss.
+`_calculate_rewards` checks each reward function for the call: an exception or a NaN reward names
+the function and the completion (gtpo.reward_checks).
+Checkpoints are written to a staging directory and renamed whole, carry H_ini and TRL's
+generation state, and the data order is the same in a resumed run (gtpo.checkpoints).
 Everything else (generation with transformers or vLLM, PEFT, accelerate/DeepSpeed/FSDP, logging,
-checkpoints) is TRL's. TRL internals used here are pinned by the `trl` range in pyproject.toml and
+checkpoint contents) is TRL's. TRL internals used here are pinned by the `trl` range in pyproject.toml and
 exercised by tests/test_trainer.py.
 """
 
@@ -20,16 +24,19 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
+from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOConfig, GRPOTrainer
-from trl.trainer.utils import add_fused_lm_head
+from trl.trainer.utils import add_fused_lm_head, is_async_callable
 
-from gtpo import algorithm
+from gtpo import algorithm, checkpoints
+from gtpo.reward_checks import NONFINITE_REWARDS, checked_reward_function
 
 PRESETS = ("paper", "official")
 CONFLICT_MODES = ("prefix_suffix", "position")
 ENTROPY_GATES = ("paper", "always", "off")
 STATE_FILE = "gtpo_state.json"
+BUFFER_FILE = "generation_buffer_{}.pt"  # one per process, only when saved mid-generation-batch
 
 # Values each preset gives to the GTPO fields left unset (None).
 PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -105,6 +112,13 @@ class GTPOConfig(GRPOConfig):
         ),
     )
     loss_type: str = field(default="grpo", **_help("Only 'grpo' (the paper's per-completion mean)."))
+    nonfinite_rewards: str = field(
+        default="error",
+        **_help(
+            "A NaN or infinite reward: 'error' (stop, naming the reward function and the completion) "
+            "or 'missing' (treated like a reward function's None)."
+        ),
+    )
 
     def __post_init__(self):
         self._validate_gtpo_fields()
@@ -134,6 +148,11 @@ class GTPOConfig(GRPOConfig):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"GTPOConfig.{name} must be a finite number > 0, got {value!r}")
+        if self.nonfinite_rewards not in NONFINITE_REWARDS:
+            raise ValueError(
+                f"GTPOConfig.nonfinite_rewards must be one of {NONFINITE_REWARDS}, "
+                f"got {self.nonfinite_rewards!r}"
+            )
         if self.loss_type != "grpo":
             raise ValueError(
                 f"GTPOConfig.loss_type must be 'grpo' (the paper's normalisation), got {self.loss_type!r}"
@@ -164,6 +183,7 @@ class GTPOTrainer(GRPOTrainer):
 
     _tag_names: ClassVar[list[str]] = ["trl", "gtpo"]
     _name = "GTPO"
+    _staging_dir: str | None = None  # set while a checkpoint is being written
 
     def __init__(self, model, reward_funcs=None, args: GTPOConfig | None = None, **kwargs):
         if args is None:
@@ -182,6 +202,24 @@ class GTPOTrainer(GRPOTrainer):
                 cast_lm_head_to_fp32=self.args.cast_lm_head_to_fp32,
                 outputs=("log_probs", "entropy"),
             )
+
+    # ---------------------------------------------------------------------------------------------
+    # Reward functions: a failure names the function and the completion (gtpo.reward_checks)
+    # ---------------------------------------------------------------------------------------------
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        """TRL's reward computation with each synchronous reward function checked for the call."""
+        user_functions = self.reward_funcs
+        self.reward_funcs = [
+            func
+            if isinstance(func, torch.nn.Module) or is_async_callable(func)
+            else checked_reward_function(func, name, self.args.nonfinite_rewards)
+            for func, name in zip(user_functions, self.reward_func_names, strict=True)
+        ]
+        try:
+            return super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        finally:
+            self.reward_funcs = user_functions
 
     # ---------------------------------------------------------------------------------------------
     # Conflict weights, computed where whole groups are present
@@ -255,7 +293,7 @@ class GTPOTrainer(GRPOTrainer):
         )
 
         mean_entropy = algorithm.mean_completion_entropy(entropies, mask)
-        initial_entropy = self._initial_entropy(mean_entropy, mode)
+        initial_entropy = self._initial_entropy(mean_entropy, mask, mode)
         gate = algorithm.entropy_gate(
             mean_entropy, args.entropy_gate, args.entropy_threshold, initial_entropy
         )
@@ -289,16 +327,17 @@ class GTPOTrainer(GRPOTrainer):
             self._metrics[mode]["kl"].append(self._global_token_mean(kl, mask))
         return loss
 
-    def _initial_entropy(self, mean_entropy: torch.Tensor, mode: str) -> float:
-        """H_ini: mean completion entropy of the first training batch (all processes), then kept."""
+    def _initial_entropy(self, mean_entropy: torch.Tensor, mask: torch.Tensor, mode: str) -> float:
+        """H_ini: mean completion entropy of the first training batch (all processes), then kept.
+        Completions without a real token (masked out, as mask_truncated_completions does) have no
+        entropy and are left out; a batch of only such completions leaves H_ini unset."""
         if self.initial_entropy is not None:
             return self.initial_entropy
-        stats = torch.stack(
-            [mean_entropy.sum(), torch.tensor(float(mean_entropy.numel()), device=mean_entropy.device)]
-        )
+        real = (mask.sum(dim=1) > 0).to(mean_entropy.dtype)
+        stats = torch.stack([(mean_entropy * real).sum(), real.sum()])
         total, count = self.accelerator.reduce(stats, reduction="sum").tolist()
         value = total / max(count, 1.0)
-        if mode == "train":
+        if mode == "train" and count > 0:
             self.initial_entropy = value
         return value
 
@@ -318,22 +357,66 @@ class GTPOTrainer(GRPOTrainer):
         metrics["gtpo/initial_entropy"].append(initial_entropy)
 
     # ---------------------------------------------------------------------------------------------
-    # H_ini travels with the checkpoints
+    # Checkpoints: complete or absent, and a resumed run continues exactly (gtpo.checkpoints)
     # ---------------------------------------------------------------------------------------------
 
+    def _get_train_sampler(self, dataset=None):
+        return checkpoints.EpochSeededSampler(super()._get_train_sampler(dataset))
+
+    def _get_output_dir(self, trial) -> str:
+        # While a checkpoint is being saved, transformers writes it into the staging directory.
+        return self._staging_dir or super()._get_output_dir(trial)
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        if self._staging_dir is None:  # pushed once renamed to its final place
+            super()._push_from_checkpoint(checkpoint_folder)
+
     def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
+        run_dir = self._get_output_dir(trial)
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        staging = checkpoints.staging_dir(run_dir, name)
+        staged, final = os.path.join(staging, name), os.path.join(run_dir, name)
         if self.args.should_save:
-            folder = os.path.join(
-                self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            )
+            checkpoints.remove_staging(run_dir)
+        self.accelerator.wait_for_everyone()
+        self._staging_dir = staging
+        try:
+            super()._save_checkpoint(model, trial)
+            self._save_resume_state(staged)
+        finally:
+            self._staging_dir = None
+        if self.state.best_model_checkpoint == staged:
+            self.state.best_model_checkpoint = final
+            if self.args.should_save:
+                self.state.save_to_json(os.path.join(staged, TRAINER_STATE_NAME))
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            checkpoints.publish(staged, final)
+            checkpoints.prune(run_dir, self.args.save_total_limit, self.state.best_model_checkpoint)
+        if self.args.push_to_hub:
+            self._push_from_checkpoint(final)
+
+    def _save_resume_state(self, folder: str) -> None:
+        """H_ini and TRL's micro-step count; TRL's generation buffer when the next step reuses it."""
+        if self.args.should_save:
             with open(os.path.join(folder, STATE_FILE), "w") as f:
-                json.dump({"initial_entropy": self.initial_entropy}, f)
+                json.dump({"initial_entropy": self.initial_entropy, "micro_step": self._step}, f)
+        if self._step % (self.args.steps_per_generation * self.num_iterations) != 0:
+            buffer = os.path.join(folder, BUFFER_FILE.format(self.accelerator.process_index))
+            torch.save(self._buffered_inputs, buffer)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
-        if checkpoint is not None:
-            path = os.path.join(checkpoint, STATE_FILE)
-            if os.path.exists(path):
-                with open(path) as f:
-                    self.initial_entropy = json.load(f)["initial_entropy"]
+        if checkpoint is None:
+            return
+        path = os.path.join(checkpoint, STATE_FILE)
+        if os.path.exists(path):
+            with open(path) as f:
+                state = json.load(f)
+            self.initial_entropy = state["initial_entropy"]
+            self._step = state.get("micro_step", 0)
+        buffer = os.path.join(checkpoint, BUFFER_FILE.format(self.accelerator.process_index))
+        if os.path.exists(buffer):
+            self._buffered_inputs = torch.load(
+                buffer, map_location=self.accelerator.device, weights_only=True
+            )

@@ -9,6 +9,7 @@ source   the task name
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -127,7 +128,10 @@ def _local_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     if not path.is_file():
         raise DatasetFormatError(f"{path}: dataset file not found")
     if path.suffix == ".parquet":
-        for index, row in enumerate(Dataset.from_parquet(str(path))):
+        import pyarrow.parquet
+
+        # Read directly: Dataset.from_parquet would copy the file into the HF datasets cache.
+        for index, row in enumerate(pyarrow.parquet.read_table(path).to_pylist()):
             yield index + 1, row
     else:
         yield from _json_lines(path)
@@ -138,7 +142,9 @@ def load_task(
 ) -> Dataset:
     """Load a benchmark by name from the hub (or from a local JSONL/parquet file) in the schema above."""
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
+        close = difflib.get_close_matches(name, TASKS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}{hint}")
     task = TASKS[name]
     rows = []
     if path is not None:
@@ -151,7 +157,14 @@ def load_task(
         return Dataset.from_list(rows)
 
     split = split or task.default_split
-    parts = [load_dataset(task.hub_id, config, split=split) for config in task.hub_configs]
+    try:
+        parts = [load_dataset(task.hub_id, config, split=split) for config in task.hub_configs]
+    except (OSError, ValueError) as error:  # no network, unknown split, missing dataset
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"task {name!r}: {task.hub_id}[{split}] could not be loaded from the hub ({reason}); "
+            "give a local file as the dataset path"
+        ) from None
     hub_rows = concatenate_datasets(parts) if len(parts) > 1 else parts[0]
     for index, row in enumerate(hub_rows):
         rows.append(_normalise_row(name, task, row, f"{task.hub_id}[{split}] row {index + 1}", index))
