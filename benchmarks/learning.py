@@ -11,7 +11,7 @@ entropy stays above ln 2 for 20 consecutive training steps.
 All variants of one seed start from the same warm-started model (the first finished run's
 rl_start/), so they differ only in the RL algorithm.
 
-    python benchmarks/learning.py                       # all variants, seeds 0 1 2 (~30 min on 2 cores)
+    python benchmarks/learning.py --jobs 2              # all variants, seeds 0 1 2 (~35 min on 2 cores)
     python benchmarks/learning.py --variants gtpo_paper grpo_beta0 --seeds 0
 """
 
@@ -20,9 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 VARIANTS = {
@@ -59,7 +61,7 @@ def collapsed(metrics: list[dict]) -> bool:
     return False
 
 
-def run(variant: str, seed: int, out: Path, extra: list[str]) -> dict:
+def run(variant: str, seed: int, out: Path, extra: list[str], threads: int | None) -> dict:
     """One training run (reused if its summary exists); all variants of a seed share a warm start."""
     run_dir = out / f"{variant}_seed{seed}"
     if not (run_dir / "summary.json").exists():
@@ -70,7 +72,8 @@ def run(variant: str, seed: int, out: Path, extra: list[str]) -> dict:
         shared_start = [d / "rl_start" for d in finished if (d / "rl_start" / "config.json").exists()]
         if shared_start:
             command += ["--model_name_or_path", str(shared_start[0]), "--warm_start.steps", "0"]
-        result = subprocess.run(command, capture_output=True, text=True)
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
+        result = subprocess.run(command, capture_output=True, text=True, env=env)
         if result.returncode != 0:
             raise SystemExit(f"{variant} seed {seed} failed:\n{result.stderr[-3000:]}")
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -113,19 +116,38 @@ def plot(results: dict[str, list[dict]], out: Path) -> None:
         plt.close(figure)
 
 
+def run_all(variants: list[str], seeds: list[int], out: Path, extra: list[str], jobs: int) -> dict:
+    """Every (variant, seed) run, `jobs` at a time (one thread each when jobs > 1); the other
+    variants of a seed start once its first run has saved the shared warm start."""
+    threads = 1 if jobs > 1 else None
+    results = {}
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        first = {pool.submit(run, variants[0], seed, out, extra, threads): seed for seed in seeds}
+        rest = {}
+        for future in as_completed(first):
+            seed = first[future]
+            results[variants[0], seed] = future.result()
+            for variant in variants[1:]:
+                rest[pool.submit(run, variant, seed, out, extra, threads)] = (variant, seed)
+        for future in as_completed(rest):
+            results[rest[future]] = future.result()
+    return {variant: [results[variant, seed] for seed in seeds] for variant in variants}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=sorted(VARIANTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--out", default="runs/learning")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time, one CPU thread each if > 1")
     args, extra = parser.parse_known_args()
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = {}
+    results = run_all(args.variants, args.seeds, out, extra, args.jobs)
     print(f"{'variant':>14} | {'accuracy':>17} | {'formatting':>17} | collapsed")
-    for variant in args.variants:
-        runs = [run(variant, seed, out, extra) for seed in args.seeds]
-        results[variant] = runs
+    for variant, runs in results.items():
         before = statistics.mean(r["summary"]["before"]["accuracy"] for r in runs)
         after = [r["summary"]["after"]["accuracy"] for r in runs]
         fmt_after = [r["summary"]["after"]["formatting"] for r in runs]
