@@ -462,3 +462,11 @@ def test_importance_weights_scale_the_policy_term_only():
     kl = A.sequence_mean(A.k3_kl(logps, ref), mask).mean()
     with_both = A.gtpo_loss(logps, old, adv, ones, mask, importance_weights=2 * ones, beta=0.5, ref_logps=ref)
     assert torch.allclose(with_both, 2 * base + 0.5 * kl)
+
+
+def test_clipped_tokens_by_hand():
+    # ratios e^0.5 = 1.65, e^-0.5 = 0.61, 1.0 on both rows; row 0 positive, row 1 negative.
+    logps = torch.tensor([[0.5, -0.5, 0.0], [0.5, -0.5, 0.0]])
+    low, high = A.clipped_tokens(logps, torch.zeros(2, 3), torch.tensor([1.0, -1.0]), 0.2, 0.28)
+    assert high.tolist() == [[True, False, False], [False, False, False]]
+    assert low.tolist() == [[False, False, False], [False, True, False]]

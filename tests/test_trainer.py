@@ -239,12 +239,25 @@ def test_official_preset_loss_is_the_official_formula(tmp_path):
 
 
 def test_several_iterations_and_generation_steps(tmp_path):
+    """A generation batch serves 2 steps x 2 iterations: from the second step on, the policy has
+    moved away from the one that sampled, so ratios differ from 1 and the clip stops some tokens."""
     trainer = _trainer(
-        tmp_path, num_iterations=2, steps_per_generation=2, per_device_train_batch_size=4, max_steps=4
+        tmp_path,
+        num_iterations=2,
+        steps_per_generation=2,
+        per_device_train_batch_size=4,
+        max_steps=8,
+        learning_rate=5e-2,
+        epsilon=0.05,
     )
     trainer.train()
-    clip_logged = [e for e in trainer.state.log_history if "gtpo/gated_out_share" in e]
-    assert len(clip_logged) == 4
+    logged = [e for e in trainer.state.log_history if "gtpo/gated_out_share" in e]
+    assert len(logged) == 8
+    region = [e["clip_ratio/region_mean"] for e in logged]
+    assert all(0.0 <= r <= 1.0 for r in region)
+    assert region[0] == 0.0  # the first step is on-policy: every ratio is exactly 1
+    assert max(region) > 0.0, region
+    assert all(e["clip_ratio/region_mean"] >= e["clip_ratio/high_mean"] for e in logged)
 
 
 def test_lora_training_and_resume_restores_initial_entropy(tmp_path):

@@ -383,6 +383,20 @@ def conflict_shares(
     }
 
 
+def clipped_tokens(
+    logps: torch.Tensor,
+    old_logps: torch.Tensor,
+    advantages: torch.Tensor,
+    epsilon_low: float = 0.2,
+    epsilon_high: float = 0.2,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokens whose update the PPO clip stops: r < 1 - eps_low with A < 0 (low) and r > 1 + eps_high
+    with A > 0 (high). logps, old_logps: (N, T); advantages: (N,). Returns two bool (N, T)."""
+    ratio = torch.exp((logps - old_logps).float())
+    sign = advantages.unsqueeze(1)
+    return (ratio < 1.0 - epsilon_low) & (sign < 0), (ratio > 1.0 + epsilon_high) & (sign > 0)
+
+
 def gate_diagnostics(gate: torch.Tensor, mean_entropy: torch.Tensor) -> dict[str, float]:
     """Share of completions the gate dropped, and the batch's mean completion entropy."""
     return {

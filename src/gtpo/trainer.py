@@ -304,9 +304,11 @@ class GTPOTrainer(GRPOTrainer):
             loss = algorithm.official_gtpo_loss(logps, advantages, weights, inputs["gtpo_divisor"], mask)
         else:
             old_logps = inputs.get("old_per_token_logps")
+            old_logps = logps.detach() if old_logps is None else old_logps
+            self._log_clipping(mode, logps.detach(), old_logps, advantages, mask)
             loss = algorithm.gtpo_loss(
                 logps,
-                logps.detach() if old_logps is None else old_logps,
+                old_logps,
                 advantages,
                 weights,
                 mask,
@@ -346,6 +348,15 @@ class GTPOTrainer(GRPOTrainer):
         stats = torch.stack([(values.detach() * mask).sum(), mask.sum()])
         total, count = self.accelerator.reduce(stats, reduction="sum").tolist()
         return total / max(count, 1.0)
+
+    def _log_clipping(self, mode, logps, old_logps, advantages, mask) -> None:
+        """TRL's clip_ratio/* metrics: shares of real tokens whose update the PPO clip stops."""
+        eps_low, eps_high = self.epsilon_low, self.epsilon_high
+        low, high = algorithm.clipped_tokens(logps, old_logps, advantages, eps_low, eps_high)
+        metrics = self._metrics[mode]
+        metrics["clip_ratio/low_mean"].append(self._global_token_mean(low.float(), mask))
+        metrics["clip_ratio/high_mean"].append(self._global_token_mean(high.float(), mask))
+        metrics["clip_ratio/region_mean"].append(self._global_token_mean((low | high).float(), mask))
 
     def _log_loss_metrics(self, mode, entropies, mask, gate, mean_entropy, initial_entropy) -> None:
         metrics = self._metrics[mode]
