@@ -15,6 +15,7 @@ import dataclasses
 import difflib
 import math
 import operator
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -161,6 +162,14 @@ def _check_bounds(value: Any, bounds: tuple[str, ...], where: str) -> None:
         raise _FieldError(where, f"must be {' and '.join(bounds)}, got {value!r}")
 
 
+def _yaml_value(text: str, where: str) -> Any:
+    """A list or mapping given on the command line, read as YAML."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise _FieldError(where, f"not valid YAML: {text!r}") from None
+
+
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
     """Check value against a type annotation, converting strings from the command line and
     YAML's unquoted scientific notation ("1e-4"). Raises RecipeError naming the field path."""
@@ -181,13 +190,13 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     if origin is list:
         (item,) = typing.get_args(annotation) or (Any,)
         if isinstance(value, str):
-            value = yaml.safe_load(value) if value.startswith("[") else [v for v in value.split(",") if v]
+            value = _yaml_value(value, where) if value.startswith("[") else [v for v in value.split(",") if v]
         if not isinstance(value, list):
             raise _FieldError(where, f"expected a list, got {value!r}")
         return [_coerce(v, item, where) for v in value]
     if origin is dict or annotation is dict:
         if isinstance(value, str):
-            value = yaml.safe_load(value)
+            value = _yaml_value(value, where)
         if not isinstance(value, dict):
             raise _FieldError(where, f"expected a mapping, got {value!r}")
         return value
@@ -259,6 +268,9 @@ def _check_training(training: dict[str, Any]) -> dict[str, Any]:
     return checked
 
 
+FLAG_NAME = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*", re.ASCII)
+
+
 def parse_overrides(argv: list[str]) -> list[tuple[str, str]]:
     """`--name value` / `--name=value` pairs, in order."""
     pairs = []
@@ -276,6 +288,8 @@ def parse_overrides(argv: list[str]) -> list[tuple[str, str]]:
                 raise RecipeError(f"flag {flag} needs a value")
             value = argv[index + 1]
             index += 2
+        if not FLAG_NAME.fullmatch(name):
+            raise RecipeError(f"unexpected argument {flag!r}: a flag names a field, as --dataset.limit")
         pairs.append((name, value))
     return pairs
 
