@@ -1,4 +1,5 @@
-"""Shared test fixtures: the benchmark files in ../shared/data (never copied into the project)."""
+"""Shared test fixtures and helpers: the benchmark files in ../shared/data (never copied into the
+project), and the small trainer configuration the trainer tests share."""
 
 import os
 from pathlib import Path
@@ -16,3 +17,27 @@ def shared_data() -> Path:
             pytest.fail(f"benchmark data missing: {SHARED_DATA}")
         pytest.skip(f"benchmark data not present at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def tiny_config(tmp_path: Path, config_cls=None, **overrides):
+    """A GTPOConfig (or `config_cls`) for a few CPU steps on the tiny test model: 4 completions per
+    step in one group, 8 tokens each, no checkpoints, no logging backends."""
+    from gtpo.trainer import GTPOConfig
+
+    fields = dict(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_completion_length=8,
+        max_steps=2,
+        learning_rate=1e-2,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        seed=0,
+        use_cpu=True,
+        disable_tqdm=True,
+        temperature=1.0,
+    )
+    fields.update(overrides)
+    return (config_cls or GTPOConfig)(**fields)

@@ -26,6 +26,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from gtpo import checkpoints
 from gtpo.cli import main
+from gtpo.report import read_metrics
 
 RECIPE = {
     "model_name_or_path": "tiny-test",
@@ -73,6 +74,7 @@ CRASH_IN_SAVE = """
 import os, sys
 from transformers import Trainer
 from gtpo.cli import main
+from gtpo.report import read_metrics
 save_rng_state = Trainer._save_rng_state
 def crash(self, output_dir):
     if self.state.global_step == 6:
@@ -93,21 +95,8 @@ def _write_recipe(folder: Path) -> Path:
     return path
 
 
-def _metrics(run: Path) -> list[dict]:
-    path = run / "metrics.jsonl"
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
-
-
 def _steps(run: Path) -> list[int]:
-    return [record["step"] for record in _metrics(run)]
+    return [record["step"] for record in read_metrics(run)]
 
 
 def _comparable(record: dict) -> dict:
@@ -213,7 +202,7 @@ def test_kill_9_during_training_then_resume_ends_like_an_uninterrupted_run(refer
 
     # Same data, H_ini, optimizer and sampling: every logged value and every parameter match.
     assert _steps(run) == STEPS
-    assert [_comparable(m) for m in _metrics(run)] == [_comparable(m) for m in _metrics(reference)]
+    assert [_comparable(m) for m in read_metrics(run)] == [_comparable(m) for m in read_metrics(reference)]
     _assert_same_parameters(run, reference)
     # The warm start and the evaluation before training were not redone.
     assert (run / "rl_start" / "model.safetensors").read_bytes() == warm_started

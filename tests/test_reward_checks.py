@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from conftest import tiny_config
 from datasets import Dataset
 from trl import GRPOTrainer
 
@@ -149,21 +150,7 @@ def trap_nan(completions, trap, **kwargs):
 
 def _trainer(tmp_path, reward_funcs, traps=("", "nan"), **overrides) -> GTPOTrainer:
     tokenizer = build_tokenizer()
-    config = GTPOConfig(
-        output_dir=str(tmp_path / "out"),
-        per_device_train_batch_size=4,
-        num_generations=4,
-        max_completion_length=8,
-        max_steps=2,
-        learning_rate=1e-2,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        seed=0,
-        use_cpu=True,
-        disable_tqdm=True,
-        **overrides,
-    )
+    config = tiny_config(tmp_path, **overrides)
     rows = [
         {"prompt": [{"role": "user", "content": f"What is {i} + {i}?"}], "trap": t}
         for i, t in enumerate(traps)

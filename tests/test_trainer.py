@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_config
 from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
@@ -30,33 +31,13 @@ def _dataset(n: int = 8) -> Dataset:
     )
 
 
-def _config(tmp_path, config_cls=GTPOConfig, **overrides):
-    fields = dict(
-        output_dir=str(tmp_path / "out"),
-        per_device_train_batch_size=4,
-        num_generations=4,
-        max_completion_length=8,
-        max_steps=2,
-        learning_rate=1e-2,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        seed=0,
-        use_cpu=True,
-        disable_tqdm=True,
-        temperature=1.0,
-    )
-    fields.update(overrides)
-    return config_cls(**fields)
-
-
 def _trainer(tmp_path, trainer_cls=GTPOTrainer, config_cls=GTPOConfig, seed=0, **overrides):
     tokenizer = build_tokenizer()
     model = build_tiny_model(tokenizer, size="test", seed=seed)
     return trainer_cls(
         model=model,
         reward_funcs=length_reward,
-        args=_config(tmp_path, config_cls, **overrides),
+        args=tiny_config(tmp_path, config_cls, **overrides),
         train_dataset=_dataset(),
         processing_class=tokenizer,
     )
@@ -68,7 +49,7 @@ def _trainer(tmp_path, trainer_cls=GTPOTrainer, config_cls=GTPOConfig, seed=0, *
 
 
 def test_config_defaults_follow_the_paper_preset(tmp_path):
-    config = _config(tmp_path)
+    config = tiny_config(tmp_path)
     assert config.preset == "paper"
     assert (config.positive_weight, config.negative_weight, config.gamma) == (2.0, 0.0, 0.1)
     assert config.entropy_gate == "paper" and config.entropy_threshold == pytest.approx(math.log(2))
@@ -78,11 +59,11 @@ def test_config_defaults_follow_the_paper_preset(tmp_path):
 
 
 def test_official_preset_fields(tmp_path):
-    config = _config(tmp_path, preset="official", temperature=0.9)
+    config = tiny_config(tmp_path, preset="official", temperature=0.9)
     assert config.scale_rewards == "none"
     assert config.entropy_gate == "always" and config.entropy_threshold == 0.7
     assert config.loss_temperature == 1.0
-    custom = _config(tmp_path, preset="official", entropy_threshold=1.02)
+    custom = tiny_config(tmp_path, preset="official", entropy_threshold=1.02)
     assert custom.entropy_threshold == 1.02
 
 
@@ -104,16 +85,16 @@ def test_official_preset_fields(tmp_path):
 )
 def test_config_rejects_bad_values_in_one_line(tmp_path, field, value, message):
     with pytest.raises(ValueError, match=message) as error:
-        _config(tmp_path, **{field: value})
+        tiny_config(tmp_path, **{field: value})
     assert "\n" not in str(error.value)
 
 
 def test_official_preset_rejects_batch_scaling(tmp_path):
     with pytest.raises(ValueError, match="scale_rewards='batch'"):
-        _config(tmp_path, preset="official", scale_rewards="batch")
+        tiny_config(tmp_path, preset="official", scale_rewards="batch")
 
 
-def test_trainer_needs_gtpo_config(tmp_path):
+def test_trainer_needs_gtpotiny_config(tmp_path):
     with pytest.raises(TypeError, match="needs a GTPOConfig"):
         _trainer(tmp_path, config_cls=GRPOConfig)
 
@@ -264,7 +245,7 @@ def test_lora_training_and_resume_restores_initial_entropy(tmp_path):
     from peft import LoraConfig
 
     tokenizer = build_tokenizer()
-    config = _config(tmp_path, max_steps=2, save_strategy="steps", save_steps=1)
+    config = tiny_config(tmp_path, max_steps=2, save_strategy="steps", save_steps=1)
     lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
     trainer = GTPOTrainer(
         model=build_tiny_model(tokenizer, size="test"),
@@ -286,7 +267,7 @@ def test_lora_training_and_resume_restores_initial_entropy(tmp_path):
     resumed = GTPOTrainer(
         model=build_tiny_model(tokenizer, size="test"),
         reward_funcs=length_reward,
-        args=_config(tmp_path, max_steps=3, save_strategy="no"),
+        args=tiny_config(tmp_path, max_steps=3, save_strategy="no"),
         train_dataset=_dataset(),
         processing_class=tokenizer,
         peft_config=lora,
