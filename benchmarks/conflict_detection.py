@@ -4,9 +4,10 @@ The official GTPO code finds conflict tokens by counting (position * vocab + tok
 torch.bincount, so each group allocates several buffers of vocab x length counters. Ours compares
 token ids inside each group. Both are run here on the same random batch, checked to agree, and
 timed (median of --repeats runs, at least 5 for ours) and their peak extra memory measured. On CUDA memory is
-torch.cuda.max_memory_allocated. On CPU it is the rise of the peak resident set (Linux VmHWM, reset
-before the run) in a fresh child process per method, started with MALLOC_MMAP_THRESHOLD_=0 so that
-every freed buffer leaves the resident set at once and the peak counts only live buffers.
+torch.cuda.max_memory_allocated. On CPU each method runs in a fresh child process, started with
+MALLOC_MMAP_THRESHOLD_=0 so that every freed buffer leaves the resident set at once: memory is the
+rise of the peak resident set (Linux VmHWM, reset before the first run) and the times are of the
+same runs (the allocator setting slows small allocations, so if anything it handicaps ours).
 
     python benchmarks/conflict_detection.py                 # N=64 (8 x 8), T=4096, V=32k and 152k
     python benchmarks/conflict_detection.py --grid full --repeats 1   # N in {16, 64, 256}, T in {512, 4096}
@@ -20,6 +21,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
@@ -69,8 +71,8 @@ def _vm_kib(field: str) -> int:
 
 def timed_runs(
     fn: Callable[[], torch.Tensor], device: torch.device, repeats: int
-) -> tuple[torch.Tensor, float]:
-    """fn's output on its first run and its median wall time over repeats runs."""
+) -> tuple[torch.Tensor | None, list[float]]:
+    """fn's output on its first run and the wall time of each of repeats runs."""
     times, output = [], None
     for _ in range(repeats):
         gc.collect()
@@ -82,24 +84,18 @@ def timed_runs(
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
         output = result if output is None else output
-    return output, statistics.median(times)
+    return output, times
 
 
-def peak_extra_mib(fn: Callable[[], torch.Tensor], device: torch.device) -> float:
-    """Peak memory fn needs beyond what is allocated before it runs, in MiB."""
+def cuda_peak_extra_mib(fn: Callable[[], torch.Tensor], device: torch.device) -> float:
+    """Peak GPU memory fn needs beyond what is allocated before it runs, in MiB."""
     gc.collect()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        fn()
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - base) / 2**20
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")  # reset VmHWM to the current resident set
-    base = _vm_kib("VmRSS")
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
     fn()
-    return (_vm_kib("VmHWM") - base) / 1024
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - base) / 2**20
 
 
 def _method(name: str, ids, mask, adv, group_size: int, vocab: int) -> Callable[[], torch.Tensor]:
@@ -108,12 +104,32 @@ def _method(name: str, ids, mask, adv, group_size: int, vocab: int) -> Callable[
     return partial(vocab_indexed_conflicts, ids, mask, adv, group_size, vocab)
 
 
-def cpu_peak_in_child(name: str, n: int, t: int, vocab: int, group_size: int) -> float:
-    """Run peak_extra_mib for one method in a fresh process whose allocator unmaps freed memory."""
+def run_in_child(name: str, n: int, t: int, vocab: int, group_size: int, repeats: int) -> tuple:
+    """One method in a fresh process whose allocator unmaps freed memory: (mask, median s, MiB)."""
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="0")
-    command = [sys.executable, __file__, "--memory_child", name, str(n), str(t), str(vocab), str(group_size)]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-    return float(result.stdout.strip().splitlines()[-1])
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "mask.pt")
+        numbers = [str(x) for x in (n, t, vocab, group_size, repeats)]
+        command = [sys.executable, __file__, "--child", name, *numbers, path]
+        result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        seconds, mib = map(float, result.stdout.split())
+        return torch.load(path, weights_only=True), seconds, mib
+
+
+def child(name: str, n: int, t: int, vocab: int, group_size: int, repeats: int, path: str) -> None:
+    """In the child process: peak memory of the first run, median time of all, mask saved to path."""
+    ids, mask, adv = random_batch(n, t, vocab, group_size, torch.device("cpu"))
+    fn = _method(name, ids, mask, adv, group_size, vocab)
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")  # reset VmHWM to the current resident set
+    base = _vm_kib("VmRSS")
+    start = time.perf_counter()
+    output = fn()
+    times = [time.perf_counter() - start]
+    mib = (_vm_kib("VmHWM") - base) / 1024
+    times += timed_runs(fn, torch.device("cpu"), repeats - 1)[1]
+    torch.save(output, path)
+    print(statistics.median(times), mib)
 
 
 def random_batch(n: int, t: int, vocab: int, group_size: int, device: torch.device, seed: int = 0):
@@ -135,15 +151,11 @@ def main() -> None:
     parser.add_argument("--group_size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of the vocabulary-indexed method")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument(
-        "--memory_child", nargs=5, metavar=("METHOD", "N", "T", "VOCAB", "G"), help=argparse.SUPPRESS
-    )
+    parser.add_argument("--child", nargs=7, help=argparse.SUPPRESS)  # METHOD N T VOCAB G REPEATS PATH
     args = parser.parse_args()
-    if args.memory_child:
-        name, *numbers = args.memory_child
-        n, t, vocab, group_size = map(int, numbers)
-        ids, mask, adv = random_batch(n, t, vocab, group_size, torch.device("cpu"))
-        print(peak_extra_mib(_method(name, ids, mask, adv, group_size, vocab), torch.device("cpu")))
+    if args.child:
+        name, *numbers, path = args.child
+        child(name, *map(int, numbers), path)
         return
 
     device = torch.device(args.device)
@@ -158,18 +170,21 @@ def main() -> None:
     print("-" * len(header))
     for n, t in sizes:
         for vocab in vocabs:
-            ids, mask, adv = random_batch(n, t, vocab, args.group_size, device)
-            ours_fn = _method("ours", ids, mask, adv, args.group_size, vocab)
-            theirs_fn = _method("vocab", ids, mask, adv, args.group_size, vocab)
-            ours, ours_s = timed_runs(ours_fn, device, max(args.repeats, 5))  # milliseconds: cheap
-            theirs, vocab_s = timed_runs(theirs_fn, device, args.repeats)
+            if device.type == "cuda":
+                ids, mask, adv = random_batch(n, t, vocab, args.group_size, device)
+                ours_fn = _method("ours", ids, mask, adv, args.group_size, vocab)
+                theirs_fn = _method("vocab", ids, mask, adv, args.group_size, vocab)
+                ours, ours_times = timed_runs(ours_fn, device, max(args.repeats, 5))  # milliseconds
+                theirs, vocab_times = timed_runs(theirs_fn, device, args.repeats)
+                ours_s, vocab_s = statistics.median(ours_times), statistics.median(vocab_times)
+                ours_mib = cuda_peak_extra_mib(ours_fn, device)
+                vocab_mib = cuda_peak_extra_mib(theirs_fn, device)
+            else:
+                shape = (n, t, vocab, args.group_size)
+                ours, ours_s, ours_mib = run_in_child("ours", *shape, max(args.repeats, 5))
+                theirs, vocab_s, vocab_mib = run_in_child("vocab", *shape, args.repeats)
             if not torch.equal(ours, theirs):
                 raise SystemExit(f"conflict masks disagree at N={n} T={t} vocab={vocab}")
-            if device.type == "cuda":
-                ours_mib, vocab_mib = peak_extra_mib(ours_fn, device), peak_extra_mib(theirs_fn, device)
-            else:
-                ours_mib = cpu_peak_in_child("ours", n, t, vocab, args.group_size)
-                vocab_mib = cpu_peak_in_child("vocab", n, t, vocab, args.group_size)
             print(
                 f"{n:>4} {t:>5} {vocab:>7} | {ours_s:>8.4f} {ours_mib:>9.1f} | {vocab_s:>8.3f}"
                 f" {vocab_mib:>10.1f} | {vocab_s / ours_s:>7.0f}x {vocab_mib / ours_mib:>7.0f}x",
