@@ -94,7 +94,7 @@ def test_official_preset_rejects_batch_scaling(tmp_path):
         tiny_config(tmp_path, preset="official", scale_rewards="batch")
 
 
-def test_trainer_needs_gtpotiny_config(tmp_path):
+def test_trainer_needs_gtpo_config(tmp_path):
     with pytest.raises(TypeError, match="needs a GTPOConfig"):
         _trainer(tmp_path, config_cls=GRPOConfig)
 
