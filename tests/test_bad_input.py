@@ -20,6 +20,7 @@ FILES = {
     "no_question.jsonl": json.dumps({"answer": "#### 3"}) + "\n",
     "no_final.jsonl": json.dumps({"question": "q", "answer": "no final line"}) + "\n",
     "list.jsonl": "[1, 2]\n",
+    "amc.jsonl": json.dumps({"problem": "p", "answer": 27.0}) + "\n",
     "empty.jsonl": "",
     "blank.jsonl": "\n\n",
     "unknown_field.yaml": "training:\n  output_dir: {tmp}/run\n  num_generation: 8\n",
@@ -141,7 +142,7 @@ GSM8K = ["--dataset.name", "gsm8k", "--warm_start.steps", "0", "--dataset.path"]
             "{tmp}/no_answer.jsonl:1: missing field 'answer'",
         ),
         (
-            ["--dataset.name", "gsm8k", "--dataset.path", "{tmp}/good.jsonl"],
+            ["--dataset.name", "amc23", "--dataset.path", "{tmp}/amc.jsonl"],
             "warm_start.steps: the dataset has no worked solutions",
         ),
         # model names

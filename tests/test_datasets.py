@@ -27,7 +27,7 @@ def test_shared_benchmark_files_load_in_the_schema(shared_data, task, file):
     dataset = D.load_task(task, path=shared_data / f"{file}.jsonl")
     assert len(dataset) == EXPECTED_ROWS[file]
     row = dataset[0]
-    assert set(row) == {"prompt", "answer", "id", "source"}
+    assert set(row) == {"prompt", "answer", "id", "source"} | ({"solution"} if task == "gsm8k" else set())
     assert row["prompt"][0] == {"role": "system", "content": SYSTEM_PROMPT}
     assert row["prompt"][1]["role"] == "user" and row["prompt"][1]["content"]
     assert row["source"] == task
@@ -36,7 +36,12 @@ def test_shared_benchmark_files_load_in_the_schema(shared_data, task, file):
 
 
 def test_known_answers(shared_data):
-    assert D.load_task("gsm8k", path=shared_data / "gsm8k_test.jsonl")[0]["answer"] == "18"
+    gsm8k = D.load_task("gsm8k", path=shared_data / "gsm8k_test.jsonl")[0]
+    assert gsm8k["answer"] == "18"
+    assert gsm8k["solution"] == (  # the worked solution, for a warm start: no '####', no <<...>>
+        "Janet sells 16 - 3 - 4 = 9 duck eggs a day.\n"
+        "She makes 9 * 2 = $18 every day at the farmer\u2019s market."
+    )
     amc = D.load_task("amc23", path=shared_data / "amc23.jsonl")
     assert amc[0]["answer"] == "27"  # 27.0 in the file
     assert all("." not in a or not a.endswith(".0") for a in amc["answer"])
@@ -60,6 +65,7 @@ def test_math_train_answers_are_the_last_boxed_with_nested_braces(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     dataset = D.load_task("math", path=path)
     assert dataset["answer"] == ["\\frac{a}{\\sqrt{2}}", "x^{2}+1"]
+    assert dataset["solution"] == [row["solution"] for row in rows]
     parquet = tmp_path / "math_train.parquet"
     Dataset.from_list(rows).to_parquet(str(parquet))
     assert D.load_task("math", path=parquet)["answer"] == dataset["answer"]

@@ -153,7 +153,9 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
     check_model_name(recipe.model_name_or_path)
     train_dataset = load_dataset_section(recipe.dataset, "train", recipe.seed)
     if recipe.warm_start.steps > 0 and not resume and "solution" not in train_dataset.column_names:
-        raise RecipeError("warm_start.steps: the dataset has no worked solutions (only 'arithmetic' does)")
+        raise RecipeError(
+            "warm_start.steps: the dataset has no worked solutions (arithmetic, gsm8k and math have)"
+        )
     eval_dataset = None
     if recipe.evaluation.dataset is not None:
         eval_dataset = load_dataset_section(recipe.evaluation.dataset, "test", recipe.seed + 1)

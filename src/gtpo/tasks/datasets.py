@@ -5,6 +5,8 @@ answer   the gold final answer as a string (GSM8K: after '####', thousands separ
          MATH: the last \\boxed{} of the solution; AMC '27.0' -> '27')
 id       the benchmark's id, or the row number
 source   the task name
+solution GSM8K and MATH only: the worked solution (GSM8K without its '####' line and <<...>>
+         calculator notes), which a supervised warm start (gtpo.warmstart) can learn from
 """
 
 from __future__ import annotations
@@ -41,6 +43,11 @@ def gsm8k_final_answer(solution: str) -> str:
     if "####" not in solution:
         raise ValueError("no '####' line")
     return solution.rsplit("####", 1)[1].strip().replace(",", "")
+
+
+def gsm8k_worked_solution(solution: str) -> str:
+    """A GSM8K solution's reasoning: the lines before '####', calculator notes <<...>> removed."""
+    return re.sub(r"<<[^<>]*>>", "", solution.rsplit("####", 1)[0]).strip()
 
 
 def last_boxed(solution: str) -> str:
@@ -81,11 +88,16 @@ class Task:
     question_fields: tuple[str, ...]
     answer_field: str
     to_answer: Callable[[Any], str]
+    to_solution: Callable[[str], str] | None = None  # worked solution, from the answer field
 
 
 TASKS: dict[str, Task] = {
-    "gsm8k": Task("openai/gsm8k", ("main",), "test", ("question",), "answer", gsm8k_final_answer),
-    "math": Task("EleutherAI/hendrycks_math", MATH_SUBJECTS, "test", ("problem",), "solution", last_boxed),
+    "gsm8k": Task(
+        "openai/gsm8k", ("main",), "test", ("question",), "answer", gsm8k_final_answer, gsm8k_worked_solution
+    ),
+    "math": Task(
+        "EleutherAI/hendrycks_math", MATH_SUBJECTS, "test", ("problem",), "solution", last_boxed, str.strip
+    ),
     "math500": Task("HuggingFaceH4/MATH-500", (None,), "test", ("problem",), "answer", number_answer),
     "aime24": Task("HuggingFaceH4/aime_2024", (None,), "train", ("problem",), "answer", number_answer),
     "aime25": Task("math-ai/aime25", (None,), "test", ("problem",), "answer", number_answer),
@@ -107,7 +119,10 @@ def _normalise_row(task_name: str, task: Task, row: dict[str, Any], where: str, 
     except ValueError as error:
         raise DatasetFormatError(f"{where}: field {task.answer_field!r}: {error}") from None
     row_id = row.get("id", row.get("unique_id", index))
-    return {"prompt": make_prompt(question), "answer": answer, "id": str(row_id), "source": task_name}
+    normalised = {"prompt": make_prompt(question), "answer": answer, "id": str(row_id), "source": task_name}
+    if task.to_solution is not None:
+        normalised["solution"] = task.to_solution(row[task.answer_field])
+    return normalised
 
 
 def _json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
