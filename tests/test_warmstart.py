@@ -53,3 +53,26 @@ def test_a_few_steps_train_the_model(tmp_path):
     )
     assert any(not torch.equal(a, b) for a, b in zip(before, trained.parameters(), strict=True))
     assert all(torch.isfinite(p).all() for p in trained.parameters())
+
+
+def test_the_warm_started_model_computes_as_it_will_once_saved(tmp_path):
+    """SFT runs under TRL's default mixed precision (bf16, CPU included); the returned model must not
+    keep accelerate's autocast forward, or it would score differently from its saved copy."""
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = build_tokenizer()
+    trained = warm_start(
+        build_tiny_model(tokenizer, size="test"),
+        tokenizer,
+        make_arithmetic_dataset(16),
+        steps=2,
+        format_fraction=0.5,
+        output_dir=str(tmp_path / "sft"),
+        batch_size=4,
+    )
+    trained.save_pretrained(tmp_path / "saved")
+    saved = AutoModelForCausalLM.from_pretrained(tmp_path / "saved")
+    ids = torch.tensor([tokenizer.encode("<reasoning>12+30=42</reasoning>")])
+    trained.eval()
+    with torch.no_grad():
+        assert torch.equal(trained(ids).logits, saved(ids).logits)

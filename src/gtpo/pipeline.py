@@ -229,9 +229,9 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
     trainer.save_model(str(run_dir / "final"))
 
     if eval_dataset is not None:
-        summary["after"] = _evaluate(
-            trainer.model, tokenizer, recipe, eval_dataset, run_dir / "eval" / "after"
-        )
+        # Without the mixed-precision patch, as for the saved model (see gtpo.warmstart).
+        policy = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+        summary["after"] = _evaluate(policy, tokenizer, recipe, eval_dataset, run_dir / "eval" / "after")
         before_file = run_dir / "eval" / "before" / "results.json"
         if "before" not in summary and before_file.exists():
             summary["before"] = json.loads(before_file.read_text())[recipe.evaluation.dataset.name]

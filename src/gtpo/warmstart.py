@@ -77,4 +77,6 @@ def warm_start(
         processing_class=tokenizer,
     )
     trainer.train()
-    return trainer.model
+    # accelerate patched the model's forward for mixed precision (TRL's configs default to bf16, on
+    # CPU too); without the patch the model computes as it will once saved and loaded again.
+    return trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
