@@ -7,7 +7,8 @@ timed (median of --repeats runs, at least 5 for ours) and their peak extra memor
 torch.cuda.max_memory_allocated. On CPU each method runs in a fresh child process, started with
 MALLOC_MMAP_THRESHOLD_=0 so that every freed buffer leaves the resident set at once: memory is the
 rise of the peak resident set (Linux VmHWM, reset before the first run) and the times are of the
-same runs (the allocator setting slows small allocations, so if anything it handicaps ours).
+same runs (the allocator setting slows small allocations, so if anything it handicaps ours). Both
+run on one thread: on a shared 2-core machine, two spinning threads lose far more than they gain.
 
     python benchmarks/conflict_detection.py                 # N=64 (8 x 8), T=4096, V=32k and 152k
     python benchmarks/conflict_detection.py --grid full --repeats 1   # N in {16, 64, 256}, T in {512, 4096}
@@ -106,7 +107,7 @@ def _method(name: str, ids, mask, adv, group_size: int, vocab: int) -> Callable[
 
 def run_in_child(name: str, n: int, t: int, vocab: int, group_size: int, repeats: int) -> tuple:
     """One method in a fresh process whose allocator unmaps freed memory: (mask, median s, MiB)."""
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="0")
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="0", OMP_NUM_THREADS="1")
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "mask.pt")
         numbers = [str(x) for x in (n, t, vocab, group_size, repeats)]

@@ -207,7 +207,9 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
         )
     # The policy RL starts from is kept in rl_start/: other runs can start from it
     # (--model_name_or_path RUN/rl_start --warm_start.steps 0), and TRL loads the KL reference from
-    # a path, so a run with beta > 0 hands the trainer that path (on resume, the saved one).
+    # a path, so a run with beta > 0 hands the trainer that path (on resume, the saved one). RL
+    # starts from the saved copy itself, so such a run repeats this one's RL exactly: the model in
+    # memory after the warm start computes ever so slightly differently, enough to change samples.
     start = run_dir / "rl_start"
     needs_reference_path = config.beta != 0.0 and peft_config is None
     if not resume and (recipe.warm_start.steps > 0 or needs_reference_path):
@@ -215,6 +217,8 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
         tokenizer.save_pretrained(start)
     if needs_reference_path and start.exists():
         model = str(start)
+    elif recipe.warm_start.steps > 0 and start.exists():
+        model, tokenizer = load_model_and_tokenizer(str(start), seed=recipe.seed)
     trainer_class = GTPOTrainer if recipe.algorithm == "gtpo" else GRPOTrainer
     trainer = trainer_class(
         model=model,
