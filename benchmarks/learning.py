@@ -70,8 +70,9 @@ def run(variant: str, seed: int, out: Path, extra: list[str], threads: int | Non
                    *VARIANTS[variant], *extra]  # fmt: skip
         finished = [d for d in sorted(out.glob(f"*_seed{seed}")) if (d / "summary.json").exists()]
         shared_start = [d / "rl_start" for d in finished if (d / "rl_start" / "config.json").exists()]
-        if shared_start:
-            command += ["--model_name_or_path", str(shared_start[0]), "--warm_start.steps", "0"]
+        if shared_start:  # its evaluation before RL is the seed's first run's
+            command += ["--model_name_or_path", str(shared_start[0]), "--warm_start.steps", "0",
+                        "--evaluation.before_training", "false"]  # fmt: skip
         env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
         result = subprocess.run(command, capture_output=True, text=True, env=env)
         if result.returncode != 0:
@@ -131,6 +132,11 @@ def run_all(variants: list[str], seeds: list[int], out: Path, extra: list[str], 
                 rest[pool.submit(run, variant, seed, out, extra, threads)] = (variant, seed)
         for future in as_completed(rest):
             results[rest[future]] = future.result()
+    for seed in seeds:  # runs from the shared start skip the evaluation before RL: same start, same scores
+        of_seed = [r for (_, s), r in results.items() if s == seed]
+        before = next(r["summary"]["before"] for r in of_seed if "before" in r["summary"])
+        for r in of_seed:
+            r["summary"].setdefault("before", before)
     return {variant: [results[variant, seed] for seed in seeds] for variant in variants}
 
 
