@@ -74,7 +74,6 @@ CRASH_IN_SAVE = """
 import os, sys
 from transformers import Trainer
 from gtpo.cli import main
-from gtpo.report import read_metrics
 save_rng_state = Trainer._save_rng_state
 def crash(self, output_dir):
     if self.state.global_step == 6:

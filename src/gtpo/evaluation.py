@@ -25,6 +25,7 @@ import torch
 from datasets import Dataset
 from tqdm.auto import tqdm
 
+from gtpo.jsonl import read_jsonl, write_jsonl
 from gtpo.rewards import answers_equal, extract_answer, format_score
 
 MAX_DISTINCT_ANSWERS = 32  # majority voting compares at most this many distinct answers pairwise
@@ -103,16 +104,10 @@ def _read_finished(path: Path, num_samples: int) -> dict[str, list[dict[str, Any
     if not path.exists():
         return {}
     by_problem: dict[str, list[dict[str, Any]]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by an interruption
+    for record in read_jsonl(path):
         by_problem.setdefault(record["id"], []).append(record)
     finished = {k: v for k, v in by_problem.items() if len(v) == num_samples}
-    partial = path.with_name(path.name + ".tmp")  # renamed over the file: a crash keeps one or the other
-    partial.write_text("".join(json.dumps(r) + "\n" for records in finished.values() for r in records))
-    os.replace(partial, path)
+    write_jsonl(path, (r for records in finished.values() for r in records))
     return finished
 
 

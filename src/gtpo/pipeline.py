@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from datasets import Dataset
 from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
+from gtpo.jsonl import read_jsonl, write_jsonl
 from gtpo.recipe import DatasetSection, Recipe, RecipeError, recipe_to_dict
 
 
@@ -85,18 +85,8 @@ class MetricsLog(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self.start = time.monotonic()
         self.first_step = state.global_step
-        kept = []
-        if self.path.exists():
-            for line in self.path.read_text().splitlines():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut by a crash
-                if record.get("step", 0) <= state.global_step:
-                    kept.append(line + "\n")
-        partial = self.path.with_name(self.path.name + ".tmp")
-        partial.write_text("".join(kept))
-        os.replace(partial, self.path)
+        records = read_jsonl(self.path)
+        write_jsonl(self.path, [r for r in records if r.get("step", 0) <= state.global_step])
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or "train_runtime" in logs:

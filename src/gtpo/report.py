@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from gtpo.jsonl import read_jsonl
+
 PLOTS = {
     "reward": ["reward"],
     "accuracy": ["accuracy"],
@@ -26,16 +28,8 @@ PLOTS = {
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut by an interruption
-    return records
+    """The run's metrics.jsonl records (a line cut by an interruption left out)."""
+    return read_jsonl(run_dir / "metrics.jsonl")
 
 
 def write_plots(run_dir: Path, records: list[dict[str, Any]]) -> list[Path]:
