@@ -2,7 +2,7 @@
 
 Each process builds the same tiny model and a GTPOTrainer whose rollout_func returns fixed
 completions for its rows (so both runs see the same completions), scores one generation batch,
-computes the loss on it, and writes its rows' conflict weights, advantages and loss to
+computes the loss on it, and writes its rows' GTPO token advantages, TRL's advantages and the loss to
 OUT_DIR/rank{N}.pt. Groups are split across the two processes on purpose.
 """
 
@@ -11,6 +11,7 @@ import sys
 
 import torch
 from datasets import Dataset
+from trl import GRPOTrainer
 
 from gtpo.models import build_tiny_model, build_tokenizer
 from gtpo.trainer import GTPOConfig, GTPOTrainer
@@ -66,14 +67,23 @@ def main(out_dir: str) -> None:
     trainer.model.train()
     trainer.current_gradient_accumulation_steps = 1  # set by Trainer's loop, which this script bypasses
     inputs = [{"prompt": prompts[p]["prompt"]} for p, _ in local_rows]
+    trl_advantages = {}
+    original = GRPOTrainer._generate_and_score_completions
+
+    def spy(self, inputs):
+        output = original(self, inputs)
+        trl_advantages["local"] = output["advantages"].clone()
+        return output
+
+    GRPOTrainer._generate_and_score_completions = spy
     batch = trainer._generate_and_score_completions(inputs)
     loss = trainer._compute_loss(trainer.model, batch)
     torch.save(
         {
-            "weights": batch["gtpo_weights"],
+            "token_advantages": batch["advantages"],
             "completion_ids": batch["completion_ids"],
             "mask": batch["completion_mask"],
-            "advantages": batch["advantages"],
+            "advantages": trl_advantages["local"],
             "loss": loss.detach(),
             "world": world,
         },

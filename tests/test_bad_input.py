@@ -100,7 +100,7 @@ GSM8K = ["--dataset.name", "gsm8k", "--warm_start.steps", "0", "--dataset.path"]
         (["--conflict_mode", "suffix"], "GTPOConfig.conflict_mode must be one of"),
         (["--entropy_gate", "never"], "GTPOConfig.entropy_gate must be one of"),
         (["--nonfinite_rewards", "zero"], "GTPOConfig.nonfinite_rewards must be one of ('error', 'missing')"),
-        (["--loss_type", "dapo"], "GTPOConfig.loss_type must be 'grpo'"),
+        (["--loss_type", "luspo"], "GTPOConfig.loss_type='luspo' is not supported"),
         (["--algorithm", "grpo", "--gamma", "0.1"], "training.gamma: a GTPO field, but algorithm is 'grpo'"),
         (
             ["--algorithm", "grpo", "--nonfinite_rewards", "missing"],

@@ -188,7 +188,7 @@ def test_empty_completions_have_zero_entropy_and_pass_the_gate():
 
 
 # ---------------------------------------------------------------------------------------------
-# Through GTPOTrainer's loss, on a generated batch edited into the edge cases
+# Through GTPOTrainer and TRL's loss, on a batch with the edge cases
 # ---------------------------------------------------------------------------------------------
 
 
@@ -222,20 +222,29 @@ def test_trainer_loss_on_empty_eos_only_and_full_length_rows(tmp_path, preset, d
             bf16=False,
             preset=preset,
             entropy_threshold=100.0,
+            mask_truncated_completions=True,
         ),
         train_dataset=Dataset.from_list([{"prompt": prompt}] * 4),
         processing_class=tokenizer,
     )
+    # Row 0 cut off at the maximum length (mask_truncated_completions leaves it empty), row 1 EOS
+    # only, rows 2 and 3 of the maximum length, EOS included.
+    letters = tokenizer("abcdefgh")["input_ids"][-6:]
+    eos = tokenizer.eos_token_id
+    completions = [letters, [eos], [*letters[:5], eos], [*letters[::-1][:5], eos]]
+    trainer.rollout_func = lambda prompts, trainer: {
+        "prompt_ids": [tokenizer("What is 1 + 1?")["input_ids"]] * 4,
+        "completion_ids": completions,
+        "logprobs": None,
+    }
     trainer.model.train()
     trainer.current_gradient_accumulation_steps = 1
     batch = trainer._generate_and_score_completions([{"prompt": prompt}] * 4)
-    mask = torch.ones_like(batch["completion_mask"])  # row 2, 3: cut at the maximum length
-    mask[0] = 0  # empty, as mask_truncated_completions leaves a cut-off completion
-    mask[1, 1:] = 0  # EOS only
-    batch["completion_mask"] = mask
-    batch["completion_ids"][1, 0] = tokenizer.eos_token_id
+    mask = batch["completion_mask"]
+    assert mask.sum(1).tolist() == [0, 1, 6, 6]
     loss = trainer._compute_loss(trainer.model, batch)
     loss.backward()
+    assert torch.isfinite(batch["advantages"]).all()
     assert torch.isfinite(loss.float())
     assert all(torch.isfinite(p.grad.float()).all() for p in trainer.model.parameters() if p.grad is not None)
 
@@ -249,11 +258,12 @@ def test_trainer_loss_on_empty_eos_only_and_full_length_rows(tmp_path, preset, d
     mean_entropy = A.mean_completion_entropy(entropies, mask)
     assert trainer.initial_entropy == pytest.approx(mean_entropy[1:].mean().item(), rel=1e-3)
 
-    # All-equal rewards: zero advantages, and with gamma 0 no gradient at all.
+    # All-equal rewards and gamma 0: zero advantages, no gradient at all.
     trainer.model.zero_grad()
     trainer.args.gamma = 0.0
-    batch["advantages"] = torch.zeros_like(batch["advantages"])
-    batch["gtpo_weights"] = torch.ones_like(batch["gtpo_weights"])
+    trainer.reward_funcs = [lambda completions, **kwargs: [1.0] * len(completions)]
+    batch = trainer._generate_and_score_completions([{"prompt": prompt}] * 4)
+    assert (batch["advantages"] == 0).all()
     loss = trainer._compute_loss(trainer.model, batch)
     loss.backward()
     assert loss.item() == 0.0

@@ -78,8 +78,9 @@ def test_official_preset_fields(tmp_path):
         ("gamma", -0.1, "GTPOConfig.gamma must be a finite number >= 0"),
         ("entropy_threshold", 0.0, "GTPOConfig.entropy_threshold must be a finite number > 0"),
         ("loss_temperature", -1.0, "GTPOConfig.loss_temperature must be a finite number > 0"),
-        ("loss_type", "dapo", "GTPOConfig.loss_type must be 'grpo'"),
-        ("top_entropy_quantile", 0.5, "GTPOConfig.top_entropy_quantile=0.5 is not supported"),
+        ("loss_type", "ppo", "GTPOConfig.loss_type must be one of"),
+        ("loss_type", "luspo", "GTPOConfig.loss_type='luspo' is not supported: it needs"),
+        ("importance_sampling_level", "sequence", "importance_sampling_level='sequence' is not supported"),
         ("num_generations", 1, "at least 2 generations"),
     ],
 )
@@ -92,6 +93,34 @@ def test_config_rejects_bad_values_in_one_line(tmp_path, field, value, message):
 def test_official_preset_rejects_batch_scaling(tmp_path):
     with pytest.raises(ValueError, match="scale_rewards='batch'"):
         tiny_config(tmp_path, preset="official", scale_rewards="batch")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("loss_type", "dapo"),
+        ("multi_objective_aggregation", "normalize_then_sum"),
+        ("beta", 0.04),
+        ("delta", 1.5),
+        ("top_entropy_quantile", 0.5),
+        ("off_policy_mask_threshold", 0.5),
+        ("entropy_coef", 0.01),
+    ],
+)
+def test_official_preset_refuses_what_the_authors_loss_lacks(tmp_path, field, value):
+    with pytest.raises(
+        ValueError, match=f"GTPOConfig.{field}=.* not supported with preset 'official'"
+    ) as error:
+        tiny_config(tmp_path, preset="official", **{field: value})
+    assert "\n" not in str(error.value)
+    tiny_config(tmp_path, **{field: value})  # the paper preset composes with it
+
+
+def test_gtpo_config_lives_in_gtpo_config():
+    import gtpo
+    import gtpo.config
+
+    assert gtpo.GTPOConfig is gtpo.config.GTPOConfig is GTPOConfig
 
 
 def test_trainer_needs_gtpo_config(tmp_path):
@@ -129,20 +158,58 @@ def test_gtpo_steps_move_parameters_and_log_metrics(tmp_path):
     assert 0.0 <= first["gtpo/positive_conflict_share"] <= 1.0
 
 
+def _spy_trl_advantages(monkeypatch) -> dict:
+    """Record the advantages TRL computes (before GTPO's transform) in the returned dict."""
+    seen: dict = {}
+    original = GRPOTrainer._generate_and_score_completions
+
+    def spy(self, inputs):
+        output = original(self, inputs)
+        seen["advantages"] = output["advantages"].clone()
+        return output
+
+    monkeypatch.setattr(GRPOTrainer, "_generate_and_score_completions", spy)
+    return seen
+
+
+def _entropies(trainer, batch) -> torch.Tensor:
+    ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
+    attention = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
+    with torch.no_grad():
+        _, entropies, _ = trainer._get_per_token_logps_and_entropies(
+            trainer.model, ids, attention, batch["completion_ids"].shape[1], compute_entropy=True
+        )
+    return entropies
+
+
 @pytest.mark.parametrize("preset", ["paper", "official"])
-def test_weights_are_the_algorithm_s(tmp_path, preset):
-    trainer = _trainer(tmp_path, preset=preset, max_steps=1)
+def test_advantages_are_the_algorithm_s(tmp_path, monkeypatch, preset):
+    trl = _spy_trl_advantages(monkeypatch)
+    trainer = _trainer(tmp_path, preset=preset, max_steps=1, entropy_threshold=3.0)
     trainer.model.train()
     batch = trainer._generate_and_score_completions(
         [{"prompt": [{"role": "user", "content": "What is 1 + 1?"}]}] * 4
     )
-    ids, mask, adv = batch["completion_ids"], batch["completion_mask"], batch["advantages"]
+    ids, mask, adv = batch["completion_ids"], batch["completion_mask"], trl["advantages"]
+    mean_entropy = algorithm.mean_completion_entropy(_entropies(trainer, batch), mask)
+    assert trainer.initial_entropy == pytest.approx(mean_entropy.mean().item(), rel=1e-5)
+    gate = algorithm.entropy_gate(mean_entropy, trainer.args.entropy_gate, 3.0, trainer.initial_entropy)
     if preset == "official":
         weights, divisor = algorithm.official_token_weights(ids, mask, adv, 4)
-        assert torch.equal(batch["gtpo_divisor"], divisor)
+        expected = algorithm.official_token_advantages(
+            adv, weights, divisor, mean_entropy, gate, 0.1, scale=4
+        )
     else:
         weights = algorithm.token_weights(algorithm.conflict_mask(ids, mask, adv, 4), adv)
-    assert torch.equal(batch["gtpo_weights"], weights)
+        expected = algorithm.token_advantages(adv, weights, mean_entropy, gate, 0.1)
+    assert batch["advantages"].shape == ids.shape
+    assert torch.allclose(batch["advantages"], expected, atol=1e-6)
+    group = trainer.last_group
+    assert group["advantages"] == pytest.approx(adv.tolist())
+    assert group["weights"] == [w[: int(m.sum())].tolist() for w, m in zip(weights, mask, strict=True)]
+    assert [len(c) for c in group["completion_ids"]] == mask.sum(1).tolist()
+    assert group["prompt"] == "What is 1 + 1?" and set(group["rewards"]) == {"length_reward"}
+    assert all(set(row) <= {0, 1} for row in group["conflict"])
 
 
 def test_gtpo_switched_off_equals_trl_grpo(tmp_path):
@@ -172,7 +239,8 @@ def test_gtpo_differs_from_grpo_when_on(tmp_path):
     assert any(not torch.allclose(gtpo_params[n], grpo_params[n], atol=1e-6) for n in gtpo_params)
 
 
-def test_official_preset_loss_is_the_official_formula(tmp_path):
+def test_official_preset_loss_is_the_official_formula(tmp_path, monkeypatch):
+    trl = _spy_trl_advantages(monkeypatch)
     # A random tiny model's entropy is far above 0.7; a high threshold keeps completions in the loss.
     trainer = _trainer(tmp_path, preset="official", temperature=0.9, entropy_threshold=100.0)
     model = trainer.model
@@ -181,7 +249,7 @@ def test_official_preset_loss_is_the_official_formula(tmp_path):
     batch = trainer._generate_and_score_completions(
         [{"prompt": [{"role": "user", "content": "What is 2 + 3?"}]}] * 4
     )
-    loss = trainer._compute_loss(model, batch)
+    loss = trainer._compute_loss(model, batch)  # TRL's loss, on GTPO's advantages
     loss.backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad()
@@ -206,7 +274,7 @@ def test_official_preset_loss_is_the_official_formula(tmp_path):
 
     # The official formula, by hand and through the algorithm core, on the same log-probs.
     mean_entropy = algorithm.mean_completion_entropy(entropies, mask)
-    centred = batch["advantages"]  # scale_rewards 'none': R - mean(R)
+    centred = trl["advantages"]  # scale_rewards 'none': R - mean(R)
     shaped = ((mean_entropy <= 100.0).float() * (centred - 0.1 * mean_entropy)).detach()
     weights, divisor = algorithm.official_token_weights(completion_ids, mask, centred, 4)
     by_hand = (-(shaped.unsqueeze(1) * weights * mask).sum(1) / mask.sum(1) / divisor.clamp(min=1)).sum()
@@ -232,7 +300,7 @@ def test_several_iterations_and_generation_steps(tmp_path):
         epsilon=0.05,
     )
     trainer.train()
-    logged = [e for e in trainer.state.log_history if "gtpo/gated_out_share" in e]
+    logged = [e for e in trainer.state.log_history if "clip_ratio/region_mean" in e]
     assert len(logged) == 8
     region = [e["clip_ratio/region_mean"] for e in logged]
     assert all(0.0 <= r <= 1.0 for r in region)
@@ -292,19 +360,19 @@ def _run_conflict_script(out_dir, processes: int) -> dict:
     ranks = [torch.load(out_dir / f"rank{r}.pt") for r in range(processes)]
     assert all(rank["world"] == processes for rank in ranks)
     return {
-        "weights": torch.cat([r["weights"] for r in ranks]),
+        "weights": torch.cat([r["token_advantages"] for r in ranks]),
         "advantages": torch.cat([r["advantages"] for r in ranks]),
         "loss": torch.stack([r["loss"] for r in ranks]).mean(),  # DDP averages the processes' gradients
     }
 
 
 def test_two_processes_compute_what_one_does(tmp_path):
-    """A group split across two processes gets the same conflict weights and loss as in one."""
+    """A group split across two processes gets the same GTPO advantages and loss as in one."""
     (tmp_path / "one").mkdir()
     (tmp_path / "two").mkdir()
     one = _run_conflict_script(tmp_path / "one", 1)
     two = _run_conflict_script(tmp_path / "two", 2)
-    assert (one["weights"] != 1).any(), "the fixed completions should contain conflicts"
+    assert (one["weights"] == 0).any(), "the fixed completions should contain conflicts"
     assert torch.equal(one["advantages"], two["advantages"])
-    assert torch.equal(one["weights"], two["weights"])
+    assert torch.allclose(one["weights"], two["weights"], atol=1e-6)
     assert torch.allclose(one["loss"], two["loss"], atol=1e-6)

@@ -6,13 +6,18 @@ __version__ = "0.1.0"
 __all__ = ["GTPOConfig", "GTPOTrainer"]
 
 if TYPE_CHECKING:
-    from gtpo.trainer import GTPOConfig, GTPOTrainer
+    from gtpo.config import GTPOConfig
+    from gtpo.trainer import GTPOTrainer
 
 
 def __getattr__(name: str):
-    # The trainer imports TRL and transformers; load it only when asked for.
-    if name in __all__:
-        from gtpo import trainer
+    # The config and the trainer import TRL and transformers; load them only when asked for.
+    if name == "GTPOConfig":
+        from gtpo.config import GTPOConfig
 
-        return getattr(trainer, name)
+        return GTPOConfig
+    if name == "GTPOTrainer":
+        from gtpo.trainer import GTPOTrainer
+
+        return GTPOTrainer
     raise AttributeError(f"module 'gtpo' has no attribute {name!r}")

@@ -247,6 +247,49 @@ def shaped_advantages(
 
 
 # --------------------------------------------------------------------------------------------
+# GTPO as a per-token advantage (what GTPOTrainer hands to TRL's loss)
+# --------------------------------------------------------------------------------------------
+
+
+def token_advantages(
+    advantages: torch.Tensor,
+    weights: torch.Tensor,
+    mean_entropy: torch.Tensor,
+    gate: torch.Tensor,
+    gamma: float = 0.1,
+) -> torch.Tensor:
+    """lambda_{i,t} * delta_i * (A_i - gamma * <H>_i): the advantage of token t of completion i.
+
+    advantages, mean_entropy, gate: (N,); weights: lambda (N, T). Returns detached float (N, T).
+    Since lambda >= 0, any loss that multiplies a token's advantage by a function of that token's
+    ratio (PPO's clip included: min(r*l*A, clip(r)*l*A) = l * min(r*A, clip(r)*A)) gives the
+    GTPO objective from it; gtpo_loss below is that objective written out, the reference.
+    """
+    return (weights * shaped_advantages(advantages, mean_entropy, gate, gamma).unsqueeze(1)).detach()
+
+
+def official_token_advantages(
+    advantages: torch.Tensor,
+    weights: torch.Tensor,
+    divisor: torch.Tensor,
+    mean_entropy: torch.Tensor,
+    gate: torch.Tensor,
+    gamma: float = 0.1,
+    scale: float = 1.0,
+) -> torch.Tensor:
+    """The official loss as a per-token advantage for a per-completion-mean loss (TRL's "grpo"):
+    lambda_{i,t} * delta_i * (A_i - gamma * <H>_i) / max(1, n_i) * scale.
+
+    A per-completion-mean loss averages over the B completions of a micro-batch and divides by the
+    G_acc accumulation steps; the official loss sums over completions and is not divided, so
+    scale = B * G_acc makes the two equal, value and gradient (the ratio being 1).
+    weights, divisor: from official_token_weights. Returns detached float (N, T).
+    """
+    per_completion = token_advantages(advantages, weights, mean_entropy, gate, gamma)
+    return per_completion * (scale / divisor.clamp(min=1).to(per_completion.dtype)).unsqueeze(1)
+
+
+# --------------------------------------------------------------------------------------------
 # Losses
 # --------------------------------------------------------------------------------------------
 
@@ -303,6 +346,9 @@ def gtpo_loss(
 ) -> torch.Tensor:
     """The paper's loss: -(1/N) sum_i (1/|o_i|) sum_t lambda_{i,t} * clipped(r_{i,t}, A'_i).
 
+    The trainer does not call it: it hands token_advantages to TRL's loss. This is the objective
+    written out, the reference that path is tested against (tests/test_equivalence.py).
+
     advantages: the shaped A'_i = delta_i * (A_i - gamma <H>_i), (N,); weights: lambda (N, T).
     Averaging over all N rows equals the paper's 1/G per group averaged over groups.
     Optional extras, both off in the paper: importance_weights ((N, T) or (N, 1)) multiply the
@@ -328,6 +374,7 @@ def official_gtpo_loss(
     completion_mask: torch.Tensor,
 ) -> torch.Tensor:
     """The official code's loss: sum_i -(1/|o_i|) sum_t r_{i,t} A'_i lambda_{i,t} / max(1, n_i).
+    The reference for official_token_advantages through TRL's loss (the trainer's path).
 
     The ratio r = exp(logps - logps.detach()) is 1 in value (no clipping); completions are
     summed, not averaged. advantages: shaped (N,); weights, divisor from

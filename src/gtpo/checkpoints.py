@@ -7,19 +7,28 @@ the rename leaves only the staging directory: resuming ignores it (transformers 
 `checkpoint-N` names only) and the next save deletes it. Checkpoints beyond `save_total_limit` are
 renamed into staging names before they are deleted, so deleting one never leaves a partial
 `checkpoint-N` either.
+
+`CrashSafeCheckpoints` is the trainer mixin that does all this, and restores what a resumed run
+needs to continue exactly. It is the only place that overrides transformers' and TRL's
+checkpoint methods (the private names are listed in docs/training.md).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch.utils.data import Sampler
+from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, sort_checkpoints
 
 STAGING_PREFIX = f"tmp-{PREFIX_CHECKPOINT_DIR}-"
+STATE_FILE = "gtpo_state.json"
+BUFFER_FILE = "generation_buffer_{}.pt"  # one per process, only when saved mid-generation-batch
 
 
 def staging_dir(run_dir: str, name: str) -> str:
@@ -105,3 +114,83 @@ class EpochSeededSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return len(self.sampler)
+
+
+class CrashSafeCheckpoints:
+    """Mixin for TRL's GRPOTrainer (listed before it): checkpoints complete or absent, the data
+    order replayed on resume, and TRL's micro-step counter and generation buffer restored.
+
+    The trainer adds its own state through `resume_state()` / `load_resume_state(state)`; both are
+    stored in STATE_FILE of each checkpoint.
+    """
+
+    _staging_dir: str | None = None  # set while a checkpoint is being written
+
+    def resume_state(self) -> dict[str, Any]:
+        """The trainer's own state to store with a checkpoint (JSON values)."""
+        return {}
+
+    def load_resume_state(self, state: dict[str, Any]) -> None:
+        """Restore what resume_state() returned."""
+
+    def _get_train_sampler(self, dataset=None):
+        return EpochSeededSampler(super()._get_train_sampler(dataset))
+
+    def _get_output_dir(self, trial) -> str:
+        # While a checkpoint is being saved, transformers writes it into the staging directory.
+        return self._staging_dir or super()._get_output_dir(trial)
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        if self._staging_dir is None:  # pushed once renamed to its final place
+            super()._push_from_checkpoint(checkpoint_folder)
+
+    def _save_checkpoint(self, model, trial):
+        run_dir = self._get_output_dir(trial)
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        staging = staging_dir(run_dir, name)
+        staged, final = os.path.join(staging, name), os.path.join(run_dir, name)
+        if self.args.should_save:
+            remove_staging(run_dir)
+        self.accelerator.wait_for_everyone()
+        self._staging_dir = staging
+        try:
+            super()._save_checkpoint(model, trial)
+            self._save_resume_state(staged)
+        finally:
+            self._staging_dir = None
+        if self.state.best_model_checkpoint == staged:
+            self.state.best_model_checkpoint = final
+            if self.args.should_save:
+                self.state.save_to_json(os.path.join(staged, TRAINER_STATE_NAME))
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            publish(staged, final)
+            prune(run_dir, self.args.save_total_limit, self.state.best_model_checkpoint)
+        if self.args.push_to_hub:
+            self._push_from_checkpoint(final)
+
+    def _save_resume_state(self, folder: str) -> None:
+        """The trainer's state and TRL's micro-step count; TRL's generation buffer when the next
+        step reuses it."""
+        if self.args.should_save:
+            with open(os.path.join(folder, STATE_FILE), "w") as f:
+                json.dump({**self.resume_state(), "micro_step": self._step}, f)
+        if self._step % (self.args.steps_per_generation * self.num_iterations) != 0:
+            buffer = os.path.join(folder, BUFFER_FILE.format(self.accelerator.process_index))
+            torch.save(self._buffered_inputs, buffer)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is None:
+            return
+        path = os.path.join(checkpoint, STATE_FILE)
+        if os.path.exists(path):
+            with open(path) as f:
+                state = json.load(f)
+            self.load_resume_state(state)
+            self._step = state.get("micro_step", 0)
+        buffer = os.path.join(checkpoint, BUFFER_FILE.format(self.accelerator.process_index))
+        if os.path.exists(buffer):
+            self._buffered_inputs = torch.load(
+                buffer, map_location=self.accelerator.device, weights_only=True
+            )
