@@ -1,0 +1,282 @@
+"""GTPO through TRL's loss: the same objective as the loss-time formula, every TRL loss type,
+H_ini over the first optimisation step, and the entropy pass."""
+
+import math
+
+import pytest
+import torch
+from conftest import tiny_config
+from datasets import Dataset
+from trl import GRPOConfig, GRPOTrainer
+
+from gtpo import algorithm
+from gtpo.models import build_tiny_model, build_tokenizer
+from gtpo.trainer import GTPOConfig, GTPOTrainer
+
+torch.set_num_threads(1)
+
+PROMPT = [{"role": "user", "content": "What is 1 + 1?"}]
+# Every loss type of TRL 1.16 that GTPOConfig accepts (luspo is refused: tests/test_trainer.py).
+LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "vespo")
+OFF = dict(positive_weight=1.0, negative_weight=1.0, entropy_gate="off", gamma=0.0)
+
+
+def length_reward(completions, **kwargs):
+    return [float(len(c[0]["content"]) % 5) for c in completions]
+
+
+def _trainer(tmp_path, trainer_cls=GTPOTrainer, config_cls=GTPOConfig, **overrides):
+    tokenizer = build_tokenizer()
+    rows = [{"prompt": [{"role": "user", "content": f"What is {i} + {i}?"}]} for i in range(8)]
+    return trainer_cls(
+        model=build_tiny_model(tokenizer, size="test", seed=0),
+        reward_funcs=length_reward,
+        args=tiny_config(tmp_path, config_cls, **overrides),
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+    )
+
+
+def _fixed_rollouts(trainer, kind: str, seed: int = 0) -> None:
+    """Completions the test chooses: 'crafted' share a prefix and an EOS suffix and differ in the
+    middle (conflict tokens at both ends); 'random' are random ids of random lengths (the same at
+    every call)."""
+    tokenizer = trainer.processing_class
+    vocab = sorted(set(tokenizer.get_vocab().values()) - set(tokenizer.all_special_ids))
+
+    def rollout(prompts, trainer):
+        generator = torch.Generator().manual_seed(seed)
+        completions = []
+        for row in range(len(prompts)):
+            if kind == "crafted":
+                middle = [vocab[(row * 5 + k) % len(vocab)] for k in range(row % 4 + 1)]
+                completions.append([vocab[1], vocab[2], *middle, vocab[3], tokenizer.eos_token_id])
+            else:
+                length = int(torch.randint(1, 8, (1,), generator=generator))
+                ids = torch.randint(0, len(vocab), (length,), generator=generator).tolist()
+                completions.append([vocab[i] for i in ids] + [tokenizer.eos_token_id])
+        return {
+            "prompt_ids": [tokenizer("What is 1 + 1?")["input_ids"]] * len(prompts),
+            "completion_ids": completions,
+            "logprobs": None,
+        }
+
+    trainer.rollout_func = rollout
+
+
+def _spy_trl_advantages(monkeypatch) -> dict:
+    seen: dict = {}
+    original = GRPOTrainer._generate_and_score_completions
+
+    def spy(self, inputs):
+        output = original(self, inputs)
+        seen["advantages"] = output["advantages"].clone()
+        return output
+
+    monkeypatch.setattr(GRPOTrainer, "_generate_and_score_completions", spy)
+    return seen
+
+
+def _grads(model) -> dict[str, torch.Tensor]:
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    return grads
+
+
+@pytest.mark.parametrize("kind", ["crafted", "random"])
+@pytest.mark.parametrize("gate", ["paper", "always"])
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_paper_preset_through_trl_loss_equals_the_loss_time_formula(
+    tmp_path, monkeypatch, kind, gate, accumulation
+):
+    """Paper preset, loss_type grpo, num_iterations 1: TRL's loss on GTPO's (B, T) advantages has
+    the loss and gradients of gtpo.algorithm.gtpo_loss with loss-time entropies (the old path)."""
+    trl = _spy_trl_advantages(monkeypatch)
+    trainer = _trainer(tmp_path, entropy_gate=gate, gradient_accumulation_steps=accumulation)
+    _fixed_rollouts(trainer, kind, seed=accumulation)
+    model = trainer.model
+    model.train()
+    trainer.current_gradient_accumulation_steps = accumulation
+    inputs = [{"prompt": PROMPT}] * 4
+    if gate == "always":  # a threshold between the completions' entropies, so the gate drops some
+        trainer._generate_and_score_completions(inputs)
+        trainer.args.entropy_threshold = float(
+            torch.tensor(trainer._metrics["train"]["gtpo/mean_entropy"]).max()
+        )
+        probe = trainer._generate_and_score_completions(inputs)
+        ids = torch.cat([probe["prompt_ids"], probe["completion_ids"]], 1)
+        attention = torch.cat([probe["prompt_mask"], probe["completion_mask"]], 1)
+        with torch.no_grad():
+            _, ent, _ = trainer._get_per_token_logps_and_entropies(
+                model, ids, attention, ids.shape[1] - probe["prompt_ids"].shape[1], compute_entropy=True
+            )
+        trainer.args.entropy_threshold = float(
+            algorithm.mean_completion_entropy(ent, probe["completion_mask"]).median()
+        )
+    batch = trainer._generate_and_score_completions(inputs)
+    new_loss = trainer._compute_loss(model, batch)
+    new_loss.backward()
+    new_grads = _grads(model)
+
+    ids, mask, adv = batch["completion_ids"], batch["completion_mask"], trl["advantages"]
+    input_ids = torch.cat([batch["prompt_ids"], ids], 1)
+    attention = torch.cat([batch["prompt_mask"], mask], 1)
+    logps, entropies, _ = trainer._get_per_token_logps_and_entropies(
+        model, input_ids, attention, ids.shape[1], compute_entropy=True
+    )
+    mean_entropy = algorithm.mean_completion_entropy(entropies, mask)
+    gate_values = algorithm.entropy_gate(
+        mean_entropy, gate, trainer.args.entropy_threshold, trainer.initial_entropy
+    )
+    if gate == "always":
+        assert 0 < gate_values.sum() < len(gate_values), "the gate should drop some completions"
+    weights = algorithm.token_weights(algorithm.conflict_mask(ids, mask, adv, 4, "prefix_suffix"), adv)
+    if kind == "crafted":
+        assert (weights == 0).any() and (weights == 2).any()
+    shaped = algorithm.shaped_advantages(adv, mean_entropy, gate_values, 0.1)
+    old_loss = algorithm.gtpo_loss(logps, logps.detach(), shaped, weights, mask) / accumulation
+    old_loss.backward()
+    old_grads = _grads(model)
+
+    assert new_loss.item() == pytest.approx(old_loss.item(), abs=1e-6)
+    assert set(new_grads) == set(old_grads)
+    assert any(g.abs().max() > 0 for g in new_grads.values())
+    for name, grad in new_grads.items():
+        assert torch.allclose(grad, old_grads[name], atol=1e-6), name
+
+
+def test_official_preset_is_not_divided_by_accumulation_steps(tmp_path, monkeypatch):
+    """As the authors' code: each micro-batch's loss is the official sum over its completions,
+    whatever the number of accumulation steps."""
+    trl = _spy_trl_advantages(monkeypatch)
+    trainer = _trainer(tmp_path, preset="official", entropy_threshold=100.0, gradient_accumulation_steps=2)
+    _fixed_rollouts(trainer, "crafted")
+    model = trainer.model
+    model.train()
+    trainer.current_gradient_accumulation_steps = 2
+    batch = trainer._generate_and_score_completions([{"prompt": PROMPT}] * 8)  # two micro-batches of 4
+    micro = {
+        key: value[:4] if torch.is_tensor(value) and value.dim() > 0 else value
+        for key, value in batch.items()
+    }
+    loss = trainer._compute_loss(model, micro)
+
+    ids, mask, adv = micro["completion_ids"], micro["completion_mask"], trl["advantages"][:4]
+    logps, entropies, _ = trainer._get_per_token_logps_and_entropies(
+        model,
+        torch.cat([micro["prompt_ids"], ids], 1),
+        torch.cat([micro["prompt_mask"], mask], 1),
+        ids.shape[1],
+        compute_entropy=True,
+    )
+    mean_entropy = algorithm.mean_completion_entropy(entropies, mask)
+    weights, divisor = algorithm.official_token_weights(ids, mask, adv, 4)
+    assert (divisor > 1).any()
+    shaped = algorithm.shaped_advantages(adv, mean_entropy, torch.ones(4), 0.1)
+    expected = algorithm.official_gtpo_loss(logps, shaped, weights, divisor, mask)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5, abs=1e-7)
+    assert expected.item() != 0
+
+
+def test_initial_entropy_spans_the_whole_first_step(tmp_path, monkeypatch):
+    """With gradient accumulation 2, H_ini is the mean completion entropy over both micro-batches."""
+    seen: list[torch.Tensor] = []
+    original = GRPOTrainer._compute_loss
+
+    def spy(self, model, inputs):
+        ids, mask = inputs["completion_ids"], inputs["completion_mask"]
+        with torch.no_grad():
+            _, entropies, _ = self._get_per_token_logps_and_entropies(
+                model,
+                torch.cat([inputs["prompt_ids"], ids], 1),
+                torch.cat([inputs["prompt_mask"], mask], 1),
+                ids.shape[1],
+                compute_entropy=True,
+            )
+        seen.append(algorithm.mean_completion_entropy(entropies, mask))
+        return original(self, model, inputs)
+
+    monkeypatch.setattr(GRPOTrainer, "_compute_loss", spy)
+    trainer = _trainer(tmp_path, gradient_accumulation_steps=2, max_steps=1)
+    trainer.train()
+    assert len(seen) == 2
+    first, second = seen
+    assert abs(first.mean() - second.mean()) > 1e-4, "the micro-batches should differ"
+    assert trainer.initial_entropy == pytest.approx(torch.cat(seen).mean().item(), rel=1e-5)
+
+
+@pytest.mark.parametrize(("accumulation", "steps_per_generation"), [(1, 1), (1, 2)])
+def test_one_policy_pass_per_batch(tmp_path, monkeypatch, accumulation, steps_per_generation):
+    """The entropies come from one no-grad pass of the policy: GTPO's own when TRL runs none
+    (aligned steps), TRL's old-log-prob pass when it runs one (misaligned steps)."""
+    calls: list[bool] = []
+    original = GRPOTrainer._get_per_token_logps_and_entropies
+
+    def counting(self, model, *args, **kwargs):
+        calls.append(kwargs.get("compute_entropy", False))
+        return original(self, model, *args, **kwargs)
+
+    monkeypatch.setattr(GRPOTrainer, "_get_per_token_logps_and_entropies", counting)
+    trl = _spy_trl_advantages(monkeypatch)
+    trainer = _trainer(
+        tmp_path,
+        gradient_accumulation_steps=accumulation,
+        steps_per_generation=steps_per_generation,
+        per_device_train_batch_size=4,
+    )
+    _fixed_rollouts(trainer, "random")
+    trainer.model.train()
+    batch = trainer._generate_and_score_completions([{"prompt": PROMPT}] * 4 * steps_per_generation)
+    assert calls == [True]
+    assert ("old_per_token_logps" in batch) == (steps_per_generation > accumulation)
+    assert "_get_per_token_logps_and_entropies" not in vars(trainer)  # the wrapper is gone again
+    ids, mask = batch["completion_ids"], batch["completion_mask"]
+    with torch.no_grad():
+        _, entropies, _ = original(
+            trainer,
+            trainer.model,
+            torch.cat([batch["prompt_ids"], ids], 1),
+            torch.cat([batch["prompt_mask"], mask], 1),
+            ids.shape[1],
+            compute_entropy=True,
+        )
+    mean_entropy = algorithm.mean_completion_entropy(entropies, mask)
+    adv = trl["advantages"]
+    weights = algorithm.token_weights(algorithm.conflict_mask(ids, mask, adv, 4), adv)
+    gate = algorithm.entropy_gate(mean_entropy, "paper", math.log(2), trainer.initial_entropy)
+    expected = algorithm.token_advantages(adv, weights, mean_entropy, gate, 0.1)
+    assert torch.allclose(batch["advantages"], expected, atol=1e-6)
+
+
+def _parameters(model) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss_type", LOSS_TYPES)
+def test_gtpo_switched_off_equals_trl_for_every_loss_type(tmp_path, loss_type):
+    """lambda 1, gate off, gamma 0: 3 steps of GTPOTrainer equal 3 of TRL's GRPOTrainer."""
+    gtpo = _trainer(tmp_path / "gtpo", max_steps=3, loss_type=loss_type, **OFF)
+    gtpo.train()
+    grpo = _trainer(
+        tmp_path / "grpo", trainer_cls=GRPOTrainer, config_cls=GRPOConfig, max_steps=3, loss_type=loss_type
+    )
+    grpo.train()
+    initial = _parameters(build_tiny_model(build_tokenizer(), size="test", seed=0))
+    gtpo_params, grpo_params = _parameters(gtpo.model), _parameters(grpo.model)
+    assert any(not torch.equal(initial[n], gtpo_params[n]) for n in initial)
+    for name in gtpo_params:
+        assert torch.allclose(gtpo_params[name], grpo_params[name], atol=1e-6), name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss_type", LOSS_TYPES)
+def test_gtpo_trains_with_every_loss_type(tmp_path, loss_type):
+    trainer = _trainer(tmp_path, max_steps=2, loss_type=loss_type)  # the paper preset
+    initial = _parameters(trainer.model)
+    trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
+    after = _parameters(trainer.model)
+    assert any(not torch.equal(initial[n], after[n]) for n in initial)
+    assert "gtpo/positive_conflict_share" in trainer.state.log_history[0]
