@@ -98,6 +98,24 @@ def test_shortened_demo_runs_end_to_end(tmp_path, capsys):
     assert main(["report", str(run)]) == 0
 
 
+@pytest.mark.parametrize("recipe", ["--loss_type=dapo", "demo_dapo.yaml"])
+def test_gtpo_with_dapo_from_the_command_line(tmp_path, recipe):
+    run = tmp_path / "dapo"
+    config = ROOT / "configs" / recipe if recipe.endswith(".yaml") else DEMO
+    extra = [] if recipe.endswith(".yaml") else [recipe]
+    code = main(
+        ["train", "--config", str(config), *extra, "--output_dir", str(run),
+         "--model_name_or_path", "tiny-test", "--dataset.limit", "64", "--warm_start.steps", "2",
+         "--max_steps", "2", "--logging_steps", "1",
+         "--evaluation.dataset.limit", "4", "--evaluation.max_new_tokens", "8"]
+    )  # fmt: skip
+    assert code == 0
+    saved = (run / "config.yaml").read_text()
+    assert "loss_type: dapo" in saved
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(metrics) == 2 and all("gtpo/gated_out_share" in m for m in metrics)
+
+
 def test_grpo_baseline_with_kl_uses_the_warm_started_model_as_reference(tmp_path):
     run = tmp_path / "grpo"
     code = main(
