@@ -7,4 +7,5 @@ cd "$(dirname "$0")/.."
 python benchmarks/conflict_detection.py --grid full --repeats 1
 python benchmarks/training_step.py --sizes demo --steps 10 --warmup 2
 python benchmarks/training_step.py --sizes 100m --steps 6 --warmup 1
+python benchmarks/training_step.py --composed --sizes demo --steps 12 --warmup 2
 python benchmarks/learning.py --jobs 2 --out runs/learning

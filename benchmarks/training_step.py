@@ -1,5 +1,9 @@
 """Training step: GTPOTrainer against TRL's GRPOTrainer with beta 0.04 (reference model loaded)
-and with beta 0, on the same model, batch, generation length and seed, in one run.
+and with beta 0, on the same model, batch, generation length and seed, in one run; with
+--composed, GTPO on TRL's `dapo` and `dr_grpo` losses against TRL's GRPOTrainer with the same loss,
+once with aligned steps (GTPO runs one extra no-grad entropy pass) and once with
+steps_per_generation 2 > gradient accumulation 1 (TRL runs its old-log-prob pass, which GTPO
+reuses: no extra pass).
 
 Each trainer runs in a fresh child process (so its peak resident memory is its own) for
 --steps optimisation steps; the first --warmup steps are not timed. Reported: median step time,
@@ -9,6 +13,7 @@ and, for GRPO with beta > 0, of the reference inside scoring) and in GTPO's own 
 
     python benchmarks/training_step.py                     # demo model and a ~100M model, CPU
     python benchmarks/training_step.py --sizes demo --steps 8
+    python benchmarks/training_step.py --composed --sizes demo --steps 12
 """
 
 from __future__ import annotations
@@ -24,6 +29,13 @@ from collections import defaultdict
 from functools import wraps
 
 VARIANTS = ("gtpo", "grpo_beta0.04", "grpo_beta0")
+# Composed variants: "<trainer>:<loss_type>:<steps>", trainer gtpo or trl, steps aligned or reuse.
+COMPOSED = tuple(
+    f"{trainer}:{loss}:{steps}"
+    for loss in ("dapo", "dr_grpo")
+    for steps in ("aligned", "reuse")
+    for trainer in ("gtpo", "trl")
+)
 
 
 def _timed(store: dict[str, float], key: str, fn):
@@ -72,7 +84,15 @@ def child(variant: str, size: str, steps: int, warmup: int, completion_length: i
         disable_tqdm=True,
         loss_type="grpo",
     )
-    if variant == "gtpo":
+    if ":" in variant:  # composed: the same loss type and steps for both trainers
+        kind, loss_type, steps_kind = variant.split(":")
+        common.update(loss_type=loss_type, gradient_accumulation_steps=1)
+        common["steps_per_generation"] = 2 if steps_kind == "reuse" else 1
+        config_class, trainer_class = (
+            (GTPOConfig, GTPOTrainer) if kind == "gtpo" else (GRPOConfig, GRPOTrainer)
+        )
+        config = config_class(**common)
+    elif variant == "gtpo":
         config, trainer_class = GTPOConfig(**common), GTPOTrainer
     else:
         config, trainer_class = GRPOConfig(**common, beta=float(variant.split("beta")[1])), GRPOTrainer
@@ -99,21 +119,42 @@ def child(variant: str, size: str, steps: int, warmup: int, completion_length: i
     )
     trainer._generate = _timed(seconds, "generation", trainer._generate)
     trainer._compute_loss = _timed(seconds, "loss", trainer._compute_loss)
+    if isinstance(trainer, GTPOTrainer):
+        trainer._policy_entropies = _timed(seconds, "entropy_pass", trainer._policy_entropies)
     for name in (
         "conflict_mask",
         "token_weights",
         "official_token_weights",
         "entropy_gate",
-        "shaped_advantages",
+        "token_advantages",
+        "official_token_advantages",
     ):
         setattr(algorithm, name, _timed(seconds, "gtpo_additions", getattr(algorithm, name)))
     trainer.train()
     timed = per_step[warmup:]
     step = statistics.median(s["step"] for s in timed)
     share = {k: statistics.median(s.get(k, 0.0) / s["step"] for s in timed) for k in ("generation", "loss")}
-    share["gtpo_additions"] = statistics.median(s.get("gtpo_additions", 0.0) / s["step"] for s in timed)
+    for key in ("gtpo_additions", "entropy_pass"):
+        share[key] = statistics.median(s.get(key, 0.0) / s["step"] for s in timed)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"variant": variant, "size": size, "step_s": step, "peak_rss_mib": peak_mib, **share}
+
+
+def _run_child(variant: str, size: str, args: argparse.Namespace) -> dict:
+    command = [sys.executable, __file__, "--child", variant, size, "--steps", str(args.steps),
+               "--warmup", str(args.warmup), "--completion_length", str(args.completion_length),
+               "--seed", str(args.seed)]  # fmt: skip
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def _print_row(size: str, name: str, result: dict) -> None:
+    print(
+        f"{size:>6} {name:>20} | {result['step_s']:>7.3f} {result['peak_rss_mib']:>9.0f} | "
+        f"{result['generation']:>5.0%} {result['loss']:>5.0%} {result['gtpo_additions']:>6.1%} "
+        f"{result['entropy_pass']:>6.1%}",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -123,6 +164,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--completion_length", type=int, default=48)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--composed", action="store_true", help="GTPO on DAPO / Dr. GRPO against TRL's")
     parser.add_argument("--child", nargs=2, metavar=("VARIANT", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -132,29 +174,34 @@ def main() -> None:
 
     print(f"{args.steps} steps, first {args.warmup} untimed; completion length {args.completion_length}")
     header = (
-        f"{'model':>6} {'trainer':>14} | {'step s':>7} {'peak MiB':>9} | {'gen':>5} {'loss':>5} {'gtpo':>6}"
+        f"{'model':>6} {'trainer':>20} | {'step s':>7} {'peak MiB':>9} | {'gen':>5} {'loss':>5} "
+        f"{'gtpo':>6} {'H pass':>6}"
     )
     print(header)
     print("-" * len(header))
     for size in args.sizes:
+        variants = COMPOSED if args.composed else VARIANTS
         results = {}
-        for variant in VARIANTS:
-            command = [sys.executable, __file__, "--child", variant, size, "--steps", str(args.steps),
-                       "--warmup", str(args.warmup), "--completion_length", str(args.completion_length),
-                       "--seed", str(args.seed)]  # fmt: skip
-            output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-            result = json.loads(output.strip().splitlines()[-1])
-            results[variant] = result
-            print(
-                f"{size:>6} {variant:>14} | {result['step_s']:>7.3f} {result['peak_rss_mib']:>9.0f} | "
-                f"{result['generation']:>5.0%} {result['loss']:>5.0%} {result['gtpo_additions']:>6.1%}",
-                flush=True,
-            )
-        gtpo, ref, plain = (results[v] for v in VARIANTS)
-        for name, other in (("GRPO beta 0.04", ref), ("GRPO beta 0", plain)):
-            time_ratio = gtpo["step_s"] / other["step_s"]
-            memory_ratio = gtpo["peak_rss_mib"] / other["peak_rss_mib"]
-            print(f"{size:>6} GTPO / {name}: step time {time_ratio:.2f}x, peak memory {memory_ratio:.2f}x")
+        for variant in variants:
+            results[variant] = _run_child(variant, size, args)
+            _print_row(size, variant, results[variant])
+        if args.composed:
+            pairs = [
+                (
+                    f"GTPO+{loss} / {loss}, {steps}",
+                    results[f"gtpo:{loss}:{steps}"],
+                    results[f"trl:{loss}:{steps}"],
+                )
+                for loss in ("dapo", "dr_grpo")
+                for steps in ("aligned", "reuse")
+            ]
+        else:
+            gtpo, ref, plain = (results[v] for v in VARIANTS)
+            pairs = [("GTPO / GRPO beta 0.04", gtpo, ref), ("GTPO / GRPO beta 0", gtpo, plain)]
+        for name, ours, theirs in pairs:
+            time_ratio = ours["step_s"] / theirs["step_s"]
+            memory_ratio = ours["peak_rss_mib"] / theirs["peak_rss_mib"]
+            print(f"{size:>6} {name}: step time {time_ratio:.2f}x, peak memory {memory_ratio:.2f}x")
 
 
 if __name__ == "__main__":
