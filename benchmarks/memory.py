@@ -17,7 +17,7 @@ buffers leave the resident set at once. Memory is the rise of the peak resident 
 reset just before the trainer is built) over the resident set at that moment: it counts the
 policy (and reference) weights as loaded by the trainer, the optimizer state, generation, and the
 loss's forward and backward. A full-logits cell whose logits would need more than --max_gib
-(three fp32 copies of B x (prompt + T) x V) is skipped and reported as such.
+(five fp32 copies of G x (prompt + T) x V: what the measured cells took) is skipped and reported.
 
     python benchmarks/memory.py                        # vocab 32k and 152k, T = 512 ... 4096
     python benchmarks/memory.py --quick                # vocab 32k, T = 512 and 1024
@@ -50,9 +50,9 @@ def _vm_kib(field: str) -> int:
 
 
 def logits_gib(vocab: int, length: int) -> float:
-    """What three fp32 copies of the full (G, prompt + T, V) logits take, in GiB."""
+    """What five fp32 copies of the full (G, prompt + T, V) logits take, in GiB."""
     tokens = GROUP * (length + len(PROMPT.split()) + 1)
-    return 3 * tokens * vocab * 4 / 2**30
+    return 5 * tokens * vocab * 4 / 2**30
 
 
 def word_tokenizer(vocab: int):
@@ -107,7 +107,9 @@ def full_logits_trainer_class():
             compute_entropy=False, compute_aux_loss=False, **unused,
         ):  # fmt: skip
             with self.accelerator.autocast():
-                output = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=logits_to_keep + 1)
+                output = model(
+                    input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=logits_to_keep + 1
+                )
             logits = output.logits[:, :-1].float() / self.temperature  # (B, T, V)
             log_probs = torch.log_softmax(logits, dim=-1)  # (B, T, V)
             targets = input_ids[:, -logits_to_keep:]
@@ -186,7 +188,7 @@ def child(variant: str, vocab: int, length: int, seed: int) -> dict:
 
 
 def run_child(variant: str, vocab: int, length: int, seed: int) -> dict:
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS="1")
     command = [sys.executable, __file__, "--child", variant, str(vocab), str(length), "--seed", str(seed)]
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     if result.returncode != 0:
@@ -205,8 +207,11 @@ def plot(rows: list[dict], path: Path) -> None:
     figure, axes = plt.subplots(1, len(vocabs), figsize=(5.5 * len(vocabs), 4), squeeze=False)
     for axis, vocab in zip(axes[0], vocabs, strict=True):
         for variant in VARIANTS:
-            points = [(r["length"], r["peak_mib"]) for r in rows if r["vocab"] == vocab and r["variant"] == variant]
-            points = [(x, y) for x, y in points if y is not None]
+            points = [
+                (r["length"], r["peak_mib"])
+                for r in rows
+                if r["vocab"] == vocab and r["variant"] == variant and r["peak_mib"] is not None
+            ]
             if points:
                 axis.plot(*zip(*points, strict=True), marker="o", label=variant)
         axis.set_xscale("log", base=2)
@@ -267,7 +272,8 @@ def main() -> None:
             print(
                 f"{vocab:>7} {length:>5} | {peaks['gtpo']:>7.0f} {peaks['grpo_beta0']:>8.0f} "
                 f"{peaks['grpo_beta0.04']:>9.0f} {full_text} | {ratio:>6.3f}x "
-                f"{peaks['gtpo'] / peaks['grpo_beta0.04']:>8.3f}x {full_ratio} {'yes' if ratio <= 1.05 else 'NO':>3}",
+                f"{peaks['gtpo'] / peaks['grpo_beta0.04']:>8.3f}x {full_ratio} "
+                f"{'yes' if ratio <= 1.05 else 'NO':>3}",
                 flush=True,
             )
     skipped = [r for r in rows if r.get("skipped")]
