@@ -73,4 +73,3 @@ def test_a_gtpo_step_never_holds_logits_for_every_completion_token(tmp_path, mon
     with VocabularyTensorProbe(vocab) as control:
         model(input_ids=ids).logits.sum().backward()
     assert control.positions >= GROUP * LENGTH, control.shape
-
