@@ -1,7 +1,7 @@
 """Run by tests/test_multiprocess.py under `accelerate launch --config_file configs/accelerate/X.yaml`
 with two CPU processes: two GTPO steps of the tiny test model, then each process writes what it
-saw (world size, distributed type, steps, losses, a checksum of the full parameters before and
-after training) to OUT_DIR/rank{N}.json.
+saw (world size, distributed type, the model's wrapper, steps, losses, a checksum of the full
+parameters before and after training) to OUT_DIR/rank{N}.json.
 """
 
 import json
@@ -55,6 +55,7 @@ def main(out_dir: str) -> None:
     result = {
         "world": accelerator.num_processes,
         "distributed_type": str(accelerator.distributed_type),
+        "wrapper": type(trainer.model_wrapped).__name__,
         "steps": trainer.state.global_step,
         "losses": [entry["loss"] for entry in trainer.state.log_history if "loss" in entry],
         "initial_checksum": initial,

@@ -28,6 +28,7 @@ def _launch(config: str, out_dir: Path) -> list[dict]:
 def _check_two_steps(ranks: list[dict]) -> None:
     for rank in ranks:
         assert rank["world"] == 2 and rank["steps"] == 2
+        assert rank["wrapper"] == "DistributedDataParallel"
         assert len(rank["losses"]) == 2 and all(math.isfinite(loss) for loss in rank["losses"])
         assert rank["final_checksum"] != rank["initial_checksum"], "training did not move the parameters"
     assert ranks[0]["final_checksum"] == ranks[1]["final_checksum"], "the processes' models diverged"
