@@ -148,6 +148,7 @@ def step_child(variant: str, model_dir: str, sizes: Sizes) -> dict:
 
     with tempfile.TemporaryDirectory() as folder:
         common = _common_config(folder, sizes, sizes.completion_length, sizes.steps)
+        common["model_init_kwargs"] = {"dtype": "bfloat16"}  # TRL would load the saved bf16 weights in fp32
         if variant == "gtpo":
             config, trainer_class = GTPOConfig(**common), GTPOTrainer
         else:
