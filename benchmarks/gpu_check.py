@@ -38,9 +38,10 @@ from conflict_detection import (
     random_batch,
     run_in_child,
     timed_runs,
+    vm_kib,
     vocab_indexed_conflicts,
 )
-from memory import _vm_kib, spread_reward, word_tokenizer
+from memory import spread_reward, word_tokenizer
 
 from gtpo.algorithm import conflict_mask
 
@@ -159,7 +160,7 @@ def step_child(variant: str, model_dir: str, sizes: Sizes) -> dict:
         else:
             with open("/proc/self/clear_refs", "w") as refs:
                 refs.write("5")  # reset VmHWM to the current resident set
-        base = torch.cuda.memory_allocated() if on_gpu else _vm_kib("VmRSS") * 1024
+        base = torch.cuda.memory_allocated() if on_gpu else vm_kib("VmRSS") * 1024
         trainer = trainer_class(
             model=model_dir,
             reward_funcs=spread_reward,
@@ -181,7 +182,7 @@ def step_child(variant: str, model_dir: str, sizes: Sizes) -> dict:
 
         trainer._generate = timed_generate
         trainer.train()
-        peak = torch.cuda.max_memory_allocated() if on_gpu else _vm_kib("VmHWM") * 1024
+        peak = torch.cuda.max_memory_allocated() if on_gpu else vm_kib("VmHWM") * 1024
     losses = _losses(trainer)
     lengths = [entry["completions/min_length"] for entry in trainer.state.log_history if "loss" in entry]
     timed = slice(sizes.warmup, None)

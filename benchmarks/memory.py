@@ -34,19 +34,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+from conflict_detection import vm_kib
+
 VARIANTS = ("gtpo", "grpo_beta0", "grpo_beta0.04", "full_logits")
 HIDDEN = 64
 GROUP = 2
 PROMPT = " ".join(f"t{i}" for i in range(10, 18))  # 8 prompt tokens
 SPECIAL_TOKENS = ("<pad>", "<eos>")
-
-
-def _vm_kib(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def logits_gib(vocab: int, length: int) -> float:
@@ -171,7 +165,7 @@ def child(variant: str, vocab: int, length: int, seed: int) -> dict:
 
         with open("/proc/self/clear_refs", "w") as refs:
             refs.write("5")  # reset VmHWM to the current resident set
-        base = _vm_kib("VmRSS")
+        base = vm_kib("VmRSS")
         trainer = trainer_class(
             model=model_dir,
             reward_funcs=reward,
@@ -180,7 +174,7 @@ def child(variant: str, vocab: int, length: int, seed: int) -> dict:
             processing_class=tokenizer,
         )
         trainer.train()
-        peak_mib = (_vm_kib("VmHWM") - base) / 1024
+        peak_mib = (vm_kib("VmHWM") - base) / 1024
     if lengths != [length] * GROUP:
         raise RuntimeError(f"{variant}: completions of {lengths} tokens, expected {GROUP} x {length}")
     loss = trainer.state.log_history[0].get("loss")
