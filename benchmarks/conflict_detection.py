@@ -62,7 +62,7 @@ def vocab_indexed_conflicts(
     return out
 
 
-def _vm_kib(field: str) -> int:
+def vm_kib(field: str) -> int:
     with open("/proc/self/status") as status:
         for line in status:
             if line.startswith(field + ":"):
@@ -123,11 +123,11 @@ def child(name: str, n: int, t: int, vocab: int, group_size: int, repeats: int, 
     fn = _method(name, ids, mask, adv, group_size, vocab)
     with open("/proc/self/clear_refs", "w") as refs:
         refs.write("5")  # reset VmHWM to the current resident set
-    base = _vm_kib("VmRSS")
+    base = vm_kib("VmRSS")
     start = time.perf_counter()
     output = fn()
     times = [time.perf_counter() - start]
-    mib = (_vm_kib("VmHWM") - base) / 1024
+    mib = (vm_kib("VmHWM") - base) / 1024
     times += timed_runs(fn, torch.device("cpu"), repeats - 1)[1]
     torch.save(output, path)
     print(statistics.median(times), mib)

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Regenerates every figure in benchmarks/RESULTS.md on CPU: conflict detection (full grid), training
-# step (demo and ~100M models), learning (7 variants x 3 seeds, two runs at a time). About an hour on
-# 2 CPU cores. Prints the tables; the learning plots go to benchmarks/learning_{main,ablations}.png.
+# step (demo and ~100M models), peak memory by vocabulary and length, learning (7 variants x 3 seeds,
+# two runs at a time). About 1 h 40 min on 2 CPU cores. Prints the tables; the plots go to
+# benchmarks/memory.png and benchmarks/learning_{main,ablations}.png.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python benchmarks/conflict_detection.py --grid full --repeats 1
 python benchmarks/training_step.py --sizes demo --steps 10 --warmup 2
 python benchmarks/training_step.py --sizes 100m --steps 6 --warmup 1
 python benchmarks/training_step.py --composed --sizes demo --steps 12 --warmup 2
+python benchmarks/memory.py --plot benchmarks/memory.png
 python benchmarks/learning.py --jobs 2 --out runs/learning

@@ -2,6 +2,7 @@
 project), and the small trainer configuration the trainer tests share."""
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,10 @@ def tiny_config(tmp_path: Path, config_cls=None, **overrides):
     )
     fields.update(overrides)
     return (config_cls or GTPOConfig)(**fields)
+
+
+def free_port() -> int:
+    """A TCP port free right now, for a multi-process launch that must not collide with another's."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

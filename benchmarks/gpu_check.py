@@ -1,0 +1,427 @@
+"""GPU check: training step time and peak memory (GTPO vs GRPO beta 0.04 vs beta 0), conflict
+detection against the vocabulary-indexed method, and a short bf16 GTPO run of tiny-100m. The
+cheap parts run first, so a run stopped by its time limit still has them.
+
+Run it through benchmarks/gpu_check.sh, which installs the carried wheels and bounds the time.
+Default (GPU): a ~0.5B-parameter Qwen2-architecture model built from a config (vocabulary
+151,936, hidden 896, 24 layers, tied head) in bf16, G = 8 completions of exactly 1,024 tokens,
+one prompt per step; conflict detection at N = 64, T = 4,096; tiny-100m for a few steps.
+--small: the same checks at sizes a CPU finishes in minutes (peak memory is then the rise of the
+peak resident set, not GPU memory). Each trainer runs in its own child process, so peaks are its own.
+Writes gpu_check.json and gpu_check.md into --out (rewritten after each part, so a run stopped by
+its time limit keeps what it finished) and exits non-zero when a check fails.
+
+    python benchmarks/gpu_check.py --out gpu_check_out            # on the GPU machine
+    python benchmarks/gpu_check.py --small --out /tmp/gpu_check   # anywhere, CPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+from conflict_detection import (
+    cuda_peak_extra_mib,
+    random_batch,
+    run_in_child,
+    timed_runs,
+    vm_kib,
+    vocab_indexed_conflicts,
+)
+from memory import spread_reward, word_tokenizer
+
+from gtpo.algorithm import conflict_mask
+
+STEP_VARIANTS = ("gtpo", "grpo_beta0.04", "grpo_beta0")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Everything the check's size depends on."""
+
+    vocab: int
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    kv_heads: int
+    group: int
+    completion_length: int
+    steps: int
+    warmup: int
+    conflict_n: int
+    conflict_t: int
+    conflict_vocabs: tuple[int, ...]
+    tiny_model: str
+    tiny_steps: int
+    tiny_length: int
+
+
+FULL = Sizes(151_936, 896, 4864, 24, 14, 2, 8, 1024, 4, 1, 64, 4096, (32_000, 151_936), "tiny-100m", 6, 128)
+SMALL = Sizes(8192, 64, 256, 2, 4, 2, 4, 64, 3, 1, 16, 512, (32_000,), "tiny-test", 3, 16)
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _common_config(folder: str, sizes: Sizes, length: int, steps: int) -> dict:
+    on_gpu = torch.cuda.is_available()
+    return dict(
+        output_dir=os.path.join(folder, "run"),
+        per_device_train_batch_size=sizes.group,
+        num_generations=sizes.group,
+        max_completion_length=length,
+        generation_kwargs={"min_new_tokens": length},
+        max_steps=steps,
+        learning_rate=1e-4,
+        loss_type="grpo",
+        temperature=1.0,
+        bf16=True,
+        use_cpu=not on_gpu,
+        save_strategy="no",
+        report_to="none",
+        logging_steps=1,
+        disable_tqdm=True,
+        seed=0,
+    )
+
+
+def save_step_model(folder: str, sizes: Sizes) -> int:
+    """The step benchmark's model (Qwen2 architecture from a config, bf16) and tokenizer; its size."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = word_tokenizer(sizes.vocab)
+    config = Qwen2Config(
+        vocab_size=sizes.vocab,
+        hidden_size=sizes.hidden,
+        intermediate_size=sizes.intermediate,
+        num_hidden_layers=sizes.layers,
+        num_attention_heads=sizes.heads,
+        num_key_value_heads=sizes.kv_heads,
+        max_position_embeddings=sizes.completion_length + 64,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
+    torch.manual_seed(0)
+    with _device():
+        model = Qwen2ForCausalLM(config).to(torch.bfloat16)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return sum(p.numel() for p in model.parameters())
+
+
+def step_child(variant: str, model_dir: str, sizes: Sizes) -> dict:
+    """In a child process: train `variant` for sizes.steps steps; step times and peak memory."""
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from gtpo import GTPOConfig, GTPOTrainer
+
+    torch.manual_seed(0)
+    step_seconds: list[float] = []
+    generation_seconds: list[float] = []
+
+    class StepClock(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            _synchronize()
+            self.start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            _synchronize()
+            step_seconds.append(time.perf_counter() - self.start)
+
+    with tempfile.TemporaryDirectory() as folder:
+        common = _common_config(folder, sizes, sizes.completion_length, sizes.steps)
+        common["model_init_kwargs"] = {"dtype": "bfloat16"}  # TRL would load the saved bf16 weights in fp32
+        if variant == "gtpo":
+            config, trainer_class = GTPOConfig(**common), GTPOTrainer
+        else:
+            config, trainer_class = GRPOConfig(**common, beta=float(variant.split("beta")[1])), GRPOTrainer
+        on_gpu = torch.cuda.is_available()
+        if on_gpu:
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            with open("/proc/self/clear_refs", "w") as refs:
+                refs.write("5")  # reset VmHWM to the current resident set
+        base = torch.cuda.memory_allocated() if on_gpu else vm_kib("VmRSS") * 1024
+        trainer = trainer_class(
+            model=model_dir,
+            reward_funcs=spread_reward,
+            args=config,
+            train_dataset=Dataset.from_list([{"prompt": "t10 t11 t12 t13 t14 t15 t16 t17"}] * 64),
+            processing_class=word_tokenizer(sizes.vocab),
+            callbacks=[StepClock()],
+        )
+        generate = trainer._generate  # TRL's generation, timed to split the step
+
+        def timed_generate(*args, **kwargs):
+            _synchronize()
+            start = time.perf_counter()
+            try:
+                return generate(*args, **kwargs)
+            finally:
+                _synchronize()
+                generation_seconds.append(time.perf_counter() - start)
+
+        trainer._generate = timed_generate
+        trainer.train()
+        peak = torch.cuda.max_memory_allocated() if on_gpu else vm_kib("VmHWM") * 1024
+    losses = _losses(trainer)
+    lengths = [entry["completions/min_length"] for entry in trainer.state.log_history if "loss" in entry]
+    timed = slice(sizes.warmup, None)
+    return {
+        "variant": variant,
+        "step_s": statistics.median(step_seconds[timed]),
+        "generation_s": statistics.median(generation_seconds[timed]),
+        "peak_mib": (peak - base) / 2**20,
+        "losses": losses,
+        "min_completion_length": min(lengths),
+    }
+
+
+def _losses(trainer) -> list[float]:
+    return [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+
+
+def _synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def run_child(args: list[str]) -> dict:
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
+    if not torch.cuda.is_available():
+        env.update(MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, __file__, *args], env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"child {args[:3]} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def conflict_check(sizes: Sizes) -> list[dict]:
+    """Ours against vocabulary-indexed counting at N x T, on the GPU (or CPU in children)."""
+    device, group = _device(), 8
+    rows = []
+    for vocab in sizes.conflict_vocabs:
+        n, t = sizes.conflict_n, sizes.conflict_t
+        if device.type == "cuda":
+            ids, mask, adv = random_batch(n, t, vocab, group, device)
+            ours_fn = partial(conflict_mask, ids, mask, adv, group)
+            theirs_fn = partial(vocab_indexed_conflicts, ids, mask, adv, group, vocab)
+            ours, ours_times = timed_runs(ours_fn, device, 10)
+            theirs, theirs_times = timed_runs(theirs_fn, device, 3)
+            ours_s, theirs_s = statistics.median(ours_times[1:]), statistics.median(theirs_times[1:])
+            ours_mib, theirs_mib = (
+                cuda_peak_extra_mib(ours_fn, device),
+                cuda_peak_extra_mib(theirs_fn, device),
+            )
+        else:
+            ours, ours_s, ours_mib = run_in_child("ours", n, t, vocab, group, 5)
+            theirs, theirs_s, theirs_mib = run_in_child("vocab", n, t, vocab, group, 1)
+        agree = bool(torch.equal(ours.cpu(), theirs.cpu()))
+        rows.append({"n": n, "t": t, "vocab": vocab, "agree": agree, "ours_s": ours_s, "ours_mib": ours_mib,
+                     "vocab_indexed_s": theirs_s, "vocab_indexed_mib": theirs_mib})  # fmt: skip
+    return rows
+
+
+def tiny_child(sizes: Sizes) -> dict:
+    """In a child process: a few GTPO steps of the built-in tiny model with bf16 weights; losses and
+    how many parameter tensors moved."""
+    from datasets import Dataset
+
+    from gtpo import GTPOConfig, GTPOTrainer
+    from gtpo.models import load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(sizes.tiny_model)
+    model = model.to(_device(), torch.bfloat16)
+    before = [p.detach().float().clone() for p in model.parameters()]
+    prompts = [{"prompt": [{"role": "user", "content": f"What is {i} + {2 * i}?"}]} for i in range(32)]
+    with tempfile.TemporaryDirectory() as folder:
+        config = GTPOConfig(**{**_common_config(folder, sizes, sizes.tiny_length, sizes.tiny_steps),
+                               "generation_kwargs": None, "learning_rate": 1e-3})  # fmt: skip
+        trainer = GTPOTrainer(
+            model=model,
+            reward_funcs=spread_reward_chat,
+            args=config,
+            train_dataset=Dataset.from_list(prompts),
+            processing_class=tokenizer,
+        )
+        trainer.train()
+    after = [p.detach().float() for p in trainer.model.parameters()]
+    moved = sum(not torch.equal(a, b.to(a.device)) for a, b in zip(after, before, strict=True))
+    losses = _losses(trainer)
+    return {
+        "model": sizes.tiny_model,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "dtype": str(next(trainer.model.parameters()).dtype),
+        "steps": trainer.state.global_step,
+        "losses": losses,
+        "all_finite": all(math.isfinite(loss) for loss in losses),
+        "moved_tensors": moved,
+        "tensors": len(after),
+    }
+
+
+def spread_reward_chat(completions, **kwargs) -> list[float]:
+    """spread_reward for conversational completions."""
+    return spread_reward([completion[0]["content"] for completion in completions])
+
+
+def machine() -> dict:
+    import transformers
+    import trl
+
+    info = {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "trl": trl.__version__,
+        "device": "cpu",
+    }
+    if torch.cuda.is_available():
+        info["device"] = torch.cuda.get_device_name(0)
+        info["cuda"] = torch.version.cuda
+    else:
+        info["cpu"] = platform.processor() or platform.machine()
+    return info
+
+
+def markdown(report: dict) -> str:
+    """The report as Markdown tables."""
+    info = report["machine"]
+    lines = [f"# GPU check ({report['mode']})", "", ", ".join(f"{k} {v}" for k, v in info.items()), ""]
+    if "step" in report:
+        step = report["step"]
+        lines += [
+            f"## Training step: {step['parameters'] / 1e6:.0f}M parameters, vocabulary {step['vocab']:,}, "
+            f"G = {step['group']}, {step['completion_length']} tokens, bf16, "
+            f"median of {step['timed_steps']} steps",
+            "",
+            "| trainer | step s | generation s | peak memory MiB | step vs GTPO | memory vs GTPO |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        gtpo = step["results"]["gtpo"]
+        for variant, result in step["results"].items():
+            lines.append(
+                f"| {variant} | {result['step_s']:.2f} | {result['generation_s']:.2f} "
+                f"| {result['peak_mib']:,.0f} "
+                f"| {result['step_s'] / gtpo['step_s']:.2f}x | {result['peak_mib'] / gtpo['peak_mib']:.2f}x |"
+            )
+        lines.append("")
+    if "conflict" in report:
+        lines += [
+            "## Conflict detection",
+            "",
+            "| N | T | vocab | agree | ours | vocabulary-indexed | speed-up | memory |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for row in report["conflict"]:
+            lines.append(
+                f"| {row['n']} | {row['t']} | {row['vocab']:,} | {row['agree']} "
+                f"| {row['ours_s'] * 1e3:.2f} ms, "
+                f"{row['ours_mib']:.1f} MiB | {row['vocab_indexed_s'] * 1e3:.1f} ms, "
+                f"{row['vocab_indexed_mib']:,.0f} MiB | {row['vocab_indexed_s'] / row['ours_s']:,.0f}x | "
+                f"{row['vocab_indexed_mib'] / max(row['ours_mib'], 1e-3):,.0f}x |"
+            )
+        lines.append("")
+    if "tiny" in report:
+        tiny = report["tiny"]
+        lines += [
+            f"## Short GTPO run: {tiny['model']} "
+            f"({tiny['parameters'] / 1e6:.2f}M parameters, {tiny['dtype']})",
+            "",
+            f"{tiny['steps']} steps; losses {', '.join(f'{x:.4g}' for x in tiny['losses'])}; all finite: "
+            f"{tiny['all_finite']}; parameter tensors moved: {tiny['moved_tensors']} of {tiny['tensors']}",
+            "",
+        ]
+    if report.get("failures"):
+        lines += ["## Failed checks", "", *(f"- {failure}" for failure in report["failures"]), ""]
+    return "\n".join(lines)
+
+
+def write(report: dict, out: Path) -> None:
+    (out / "gpu_check.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / "gpu_check.md").write_text(markdown(report))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="CPU-sized checks (minutes)")
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or "gpu_check_out"))
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    sizes = SMALL if args.small else FULL
+    if args.child:
+        kind, *rest = args.child
+        result = step_child(rest[0], rest[1], sizes) if kind == "step" else tiny_child(sizes)
+        print(json.dumps(result))
+        return
+    if not args.small and not torch.cuda.is_available():
+        raise SystemExit("gpu_check: no CUDA device; use --small on a machine without a GPU")
+    args.out.mkdir(parents=True, exist_ok=True)
+    small = ["--small"] if args.small else []
+    report: dict = {
+        "mode": "small (CPU sizes)" if args.small else "full",
+        "machine": machine(),
+        "failures": [],
+    }
+    failures = report["failures"]
+    print(json.dumps(report["machine"]), flush=True)
+
+    report["conflict"] = conflict_check(sizes)
+    for row in report["conflict"]:
+        print(
+            f"conflict vocab {row['vocab']}: {row['vocab_indexed_s'] / row['ours_s']:.0f}x faster", flush=True
+        )
+        if not row["agree"]:
+            failures.append(f"conflict masks disagree at vocab {row['vocab']}")
+    write(report, args.out)
+
+    report["tiny"] = tiny = run_child([*small, "--child", "tiny"])
+    print(f"{tiny['model']}: losses {tiny['losses']}, {tiny['moved_tensors']} tensors moved", flush=True)
+    if not tiny["all_finite"] or tiny["steps"] != sizes.tiny_steps:
+        failures.append(f"{tiny['model']}: {tiny['steps']} steps, losses {tiny['losses']}")
+    if tiny["moved_tensors"] == 0:
+        failures.append(f"{tiny['model']}: no parameter moved")
+    write(report, args.out)
+    with tempfile.TemporaryDirectory() as folder:
+        parameters = save_step_model(folder, sizes)
+        results = {}
+        for variant in STEP_VARIANTS:
+            result = run_child([*small, "--child", "step", variant, folder])
+            results[variant] = result
+            print(f"step {variant}: {result['step_s']:.2f} s, {result['peak_mib']:.0f} MiB", flush=True)
+            if not all(math.isfinite(loss) for loss in result["losses"]):
+                failures.append(f"{variant}: non-finite loss {result['losses']}")
+            if result["min_completion_length"] != sizes.completion_length:
+                failures.append(f"{variant}: a completion shorter than {sizes.completion_length} tokens")
+    report["step"] = {"parameters": parameters, "vocab": sizes.vocab, "group": sizes.group,
+                      "completion_length": sizes.completion_length, "timed_steps": sizes.steps - sizes.warmup,
+                      "results": results}  # fmt: skip
+    write(report, args.out)
+
+    print(markdown(report))
+    if failures:
+        raise SystemExit(f"gpu_check: {len(failures)} check(s) failed")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Run by tests/test_multiprocess.py under `accelerate launch --config_file configs/accelerate/X.yaml`
+with two CPU processes: two GTPO steps of the tiny test model, then each process writes what it
+saw (world size, distributed type, the model's wrapper, steps, losses, a checksum of the full
+parameters before and after training) to OUT_DIR/rank{N}.json.
+"""
+
+import json
+import sys
+
+import torch
+from datasets import Dataset
+
+from gtpo.models import build_tiny_model, build_tokenizer
+from gtpo.trainer import GTPOConfig, GTPOTrainer
+
+
+def reward(completions, **kwargs):
+    return [float(len(c[0]["content"]) % 5) for c in completions]
+
+
+def checksum(state: dict[str, torch.Tensor]) -> float:
+    return float(sum(value.float().abs().sum() for value in state.values()))
+
+
+def main(out_dir: str) -> None:
+    torch.set_num_threads(1)
+    tokenizer = build_tokenizer()
+    model = build_tiny_model(tokenizer, size="test", seed=0)
+    initial = checksum(model.state_dict())
+    prompts = [{"prompt": [{"role": "user", "content": f"What is {i} + {i}?"}]} for i in range(8)]
+    config = GTPOConfig(
+        output_dir=f"{out_dir}/trainer",
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_completion_length=8,
+        max_steps=2,
+        learning_rate=1e-2,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
+    )
+    trainer = GTPOTrainer(
+        model=model,
+        reward_funcs=reward,
+        args=config,
+        train_dataset=Dataset.from_list(prompts),
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    final = checksum(trainer.accelerator.get_state_dict(trainer.model, unwrap=True))
+    accelerator = trainer.accelerator
+    result = {
+        "world": accelerator.num_processes,
+        "distributed_type": str(accelerator.distributed_type),
+        "wrapper": type(trainer.model_wrapped).__name__,
+        "steps": trainer.state.global_step,
+        "losses": [entry["loss"] for entry in trainer.state.log_history if "loss" in entry],
+        "initial_checksum": initial,
+        "final_checksum": final,
+    }
+    with open(f"{out_dir}/rank{accelerator.process_index}.json", "w") as f:
+        json.dump(result, f)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
