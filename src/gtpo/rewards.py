@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import select
 import subprocess
 import sys
 import threading
 from typing import Any
+
+from gtpo.tasks.grading import normalise_answer, word_answer
 
 MAX_COMPLETION_CHARS = 32_768  # longer completions are cut before any parsing
 MAX_ANSWER_CHARS = 512  # longer answers are not parsed and score 0
@@ -134,24 +135,18 @@ class _Verifier:
 _VERIFIER = _Verifier()
 
 
-_NUMBER_WITH_UNIT = re.compile(r"\$?\s*([-+]?\d[\d,]*(?:\.\d+)?)\s*(?:[A-Za-z][A-Za-z .]{0,40})?")
-
-
-def _normalise(answer: str) -> str:
-    """Remove what math-verify misreads: a space after a leading sign, a trailing period, and
-    a unit word after a plain number ("18 dollars" -> "18")."""
-    answer = re.sub(r"^([-+])\s+", r"\1", answer.strip()).rstrip(".").strip()
-    number = _NUMBER_WITH_UNIT.fullmatch(answer)
-    return number.group(1) if number else answer
-
-
 def answers_equal(prediction: str | None, gold: str, timeout: float = CHECK_TIMEOUT_SECONDS) -> bool:
-    """Whether an extracted answer equals the gold answer mathematically (bounded in size and time)."""
+    """Whether an extracted answer equals the gold answer mathematically (bounded in size and time):
+    both are normalised (gtpo.tasks.grading), a gold answer that is a word is compared as text, and
+    anything else goes to math-verify in the worker process."""
     if prediction is None or not prediction.strip() or len(prediction) > MAX_ANSWER_CHARS:
         return False
-    prediction, gold = _normalise(prediction), _normalise(str(gold))
+    prediction, gold = normalise_answer(prediction), normalise_answer(str(gold)[:MAX_ANSWER_CHARS])
     if prediction == gold:
         return True
+    gold_word = word_answer(gold)
+    if gold_word is not None:
+        return word_answer(prediction) == gold_word
     return _VERIFIER.equal(prediction, gold, timeout)
 
 
