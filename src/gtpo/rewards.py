@@ -19,18 +19,21 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import select
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
-from gtpo.tasks.grading import normalise_answer, word_answer
+from gtpo.tasks.grading import based_number, normalise_answer, word_answer
 
 MAX_COMPLETION_CHARS = 32_768  # longer completions are cut before any parsing
 MAX_ANSWER_CHARS = 512  # longer answers are not parsed and score 0
 CHECK_TIMEOUT_SECONDS = 5.0  # per math-verify comparison, in the worker process
 WORKER_START_TIMEOUT_SECONDS = 120.0
+VERIFY_BATCH = 64  # checks written to the worker at once
 
 REASONING_OPEN, REASONING_CLOSE = "<reasoning>", "</reasoning>"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
@@ -84,11 +87,13 @@ def format_score(text: str) -> float:
 
 
 class _Verifier:
-    """One math-verify worker process, restarted after a timeout or a crash."""
+    """One math-verify worker process, restarted after a timeout or a crash. Checks are sent in
+    batches and answered in order; each answer must arrive within the time limit of the one before."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._process: subprocess.Popen | None = None
+        self._buffer = b""
 
     def _start(self) -> None:
         self._process = subprocess.Popen(
@@ -96,19 +101,26 @@ class _Verifier:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            text=True,
-            bufsize=1,
         )
+        self._buffer = b""
         if self._read_line(WORKER_START_TIMEOUT_SECONDS) != "ready":
             self._stop()
             raise RuntimeError("the math-verify worker process did not start")
 
     def _read_line(self, timeout: float) -> str | None:
-        ready, _, _ = select.select([self._process.stdout], [], [], timeout)
-        if not ready:
-            return None
-        line = self._process.stdout.readline()
-        return line.strip() if line else None
+        """The worker's next line, or None when none comes within `timeout` seconds or it died."""
+        deadline = time.monotonic() + timeout
+        fd = self._process.stdout.fileno()
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                return None
+            data = os.read(fd, 65536)
+            if not data:
+                return None
+            self._buffer += data
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line.decode().strip()
 
     def _stop(self) -> None:
         if self._process is not None:
@@ -116,38 +128,68 @@ class _Verifier:
             self._process.wait()
         self._process = None
 
-    def equal(self, prediction: str, gold: str, timeout: float = CHECK_TIMEOUT_SECONDS) -> bool:
+    def equal_many(self, pairs: list[tuple[str, str]], timeout: float = CHECK_TIMEOUT_SECONDS) -> list[bool]:
+        """math-verify's verdict on each (prediction, gold) pair; False for a check that times out
+        (the worker is then killed, and the checks after it go to a fresh one)."""
+        results: list[bool] = []
         with self._lock:
-            if self._process is None or self._process.poll() is not None:
-                self._start()
-            try:
-                self._process.stdin.write(json.dumps([prediction, gold]) + "\n")
-                self._process.stdin.flush()
-                answer = self._read_line(timeout)
-            except (OSError, ValueError):
-                answer = None
-            if answer in ("true", "false"):
-                return answer == "true"
-            self._stop()  # timed out or crashed: the next check starts a fresh worker
-            return False
+            while len(results) < len(pairs):
+                batch = pairs[len(results) : len(results) + VERIFY_BATCH]
+                if self._process is None or self._process.poll() is not None:
+                    self._start()
+                try:
+                    self._process.stdin.write(b"".join(json.dumps(p).encode() + b"\n" for p in batch))
+                    self._process.stdin.flush()
+                except (OSError, ValueError):
+                    self._stop()
+                    results.append(False)
+                    continue
+                for _ in batch:
+                    answer = self._read_line(timeout)
+                    if answer not in ("true", "false"):
+                        self._stop()  # timed out or crashed: the rest of the batch goes to a fresh worker
+                        results.append(False)
+                        break
+                    results.append(answer == "true")
+        return results
 
 
 _VERIFIER = _Verifier()
+
+
+def _grade_locally(prediction: str | None, gold: str) -> tuple[bool | None, str, str]:
+    """(verdict, prediction, gold): the verdict when no math-verify check is needed, else None with
+    both answers normalised for it."""
+    if prediction is None or not prediction.strip() or len(prediction) > MAX_ANSWER_CHARS:
+        return False, "", ""
+    prediction, gold = normalise_answer(prediction), normalise_answer(str(gold)[:MAX_ANSWER_CHARS])
+    if prediction == gold:
+        return True, prediction, gold
+    gold_word = word_answer(gold)
+    if gold_word is not None:
+        return word_answer(prediction) == gold_word, prediction, gold
+    gold_based = based_number(gold)
+    if gold_based is not None:  # the digits must match, and the base where the prediction names one
+        digits, base = based_number(prediction) or (prediction.upper(), gold_based[1])
+        return (digits, base) == gold_based, prediction, gold
+    return None, prediction, gold
 
 
 def answers_equal(prediction: str | None, gold: str, timeout: float = CHECK_TIMEOUT_SECONDS) -> bool:
     """Whether an extracted answer equals the gold answer mathematically (bounded in size and time):
     both are normalised (gtpo.tasks.grading), a gold answer that is a word is compared as text, and
     anything else goes to math-verify in the worker process."""
-    if prediction is None or not prediction.strip() or len(prediction) > MAX_ANSWER_CHARS:
-        return False
-    prediction, gold = normalise_answer(prediction), normalise_answer(str(gold)[:MAX_ANSWER_CHARS])
-    if prediction == gold:
-        return True
-    gold_word = word_answer(gold)
-    if gold_word is not None:
-        return word_answer(prediction) == gold_word
-    return _VERIFIER.equal(prediction, gold, timeout)
+    return answers_equal_many([(prediction, gold)], timeout)[0]
+
+
+def answers_equal_many(
+    pairs: list[tuple[str | None, str]], timeout: float = CHECK_TIMEOUT_SECONDS
+) -> list[bool]:
+    """answers_equal for many (prediction, gold) pairs, with one batched round trip to the worker."""
+    graded = [_grade_locally(prediction, gold) for prediction, gold in pairs]
+    checks = [(p, g) for verdict, p, g in graded if verdict is None]
+    verified = iter(_VERIFIER.equal_many(checks, timeout) if checks else [])
+    return [next(verified) if verdict is None else verdict for verdict, _, _ in graded]
 
 
 def lenient_match(prediction: str | None, gold: str) -> bool:

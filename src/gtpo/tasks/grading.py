@@ -227,6 +227,16 @@ def normalise_answer(answer: str) -> str:
     return PLAIN_PI.sub(r"\\pi ", text).strip()
 
 
+BASE_NUMBER = re.compile(r"(\d[0-9A-Za-z]*)_\{?(\d+)\}?")
+
+
+def based_number(normalised: str) -> tuple[str, str] | None:
+    """(digits, base) of an answer written in a base ('52_8', '4210_{5}'), else None. math-verify
+    drops the subscript, so '52_9' would pass for '52_8'."""
+    match = BASE_NUMBER.fullmatch(normalised)
+    return (match.group(1).upper(), match.group(2)) if match else None
+
+
 def word_answer(normalised: str) -> str | None:
     """The lower-cased word(s) of an answer that is text rather than mathematics ('Evelyn', 'east'),
     else None. Single letters (multiple-choice options, variables) are mathematics."""
