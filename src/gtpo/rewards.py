@@ -27,7 +27,7 @@ import threading
 import time
 from typing import Any
 
-from gtpo.tasks.grading import based_number, normalise_answer, word_answer
+from gtpo.tasks.grading import based_number, normalise_answer, plain_numbers_equal, word_answer
 
 MAX_COMPLETION_CHARS = 32_768  # longer completions are cut before any parsing
 MAX_ANSWER_CHARS = 512  # longer answers are not parsed and score 0
@@ -168,6 +168,9 @@ def _grade_locally(prediction: str | None, gold: str) -> tuple[bool | None, str,
     gold_word = word_answer(gold)
     if gold_word is not None:
         return word_answer(prediction) == gold_word, prediction, gold
+    exact = plain_numbers_equal(prediction, gold)
+    if exact is not None:
+        return exact, prediction, gold
     gold_based = based_number(gold)
     if gold_based is not None:  # the digits must match, and the base where the prediction names one
         digits, base = based_number(prediction) or (prediction.upper(), gold_based[1])

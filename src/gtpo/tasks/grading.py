@@ -48,7 +48,6 @@ UNICODE_SYMBOLS = {
     "∞": r"\infty ",
     "∪": r"\cup ",
     "∩": r"\cap ",
-    "√": r"\sqrt",
     "＋": "+",
 }
 VULGAR_FRACTIONS = {
@@ -56,6 +55,9 @@ VULGAR_FRACTIONS = {
     "⅗": (3, 5), "⅘": (4, 5), "⅙": (1, 6), "⅚": (5, 6), "⅐": (1, 7), "⅛": (1, 8), "⅜": (3, 8),
     "⅝": (5, 8), "⅞": (7, 8), "⅑": (1, 9), "⅒": (1, 10),
 }  # fmt: skip
+SQUARE_ROOT = re.compile(r"√\s*(\d+(?:\.\d+)?|[A-Za-z])")
+MATH_DELIMITERS = re.compile(r"\\\[(.*)\\\]|\\\((.*)\\\)|\$\$([^$]*)\$\$|\$([^$]*)\$", re.DOTALL)
+STYLE_COMMANDS = re.compile(r"\\(?:displaystyle|textstyle|scriptstyle)\b")
 SUPERSCRIPTS = dict(zip("⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺", "0123456789-+", strict=True))
 SUPERSCRIPT_RUN = re.compile("[" + "".join(SUPERSCRIPTS) + "]+")
 FRACTION_CHARS = re.compile(r"(\d?)\s*([" + "".join(VULGAR_FRACTIONS) + r"])")
@@ -73,7 +75,6 @@ PLAIN_PI = re.compile(r"(?<![\\A-Za-z])pi(?![A-Za-z])")
 WHOLE_WRAPPER = re.compile(r"\\(?:text|textbf|textrm|textit|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
 LEADING_CURRENCY = re.compile(r"^([-+]?)\s*(?:\\\$|\$(?=\s*[\d.])|[€£¥]|(?:US)?\$)\s*")
 TRAILING_CURRENCY = re.compile(r"\s*[€£¥]$")
-
 
 
 def _words(text: str) -> frozenset[str]:
@@ -140,6 +141,7 @@ def _unicode(text: str) -> str:
         return f"{whole}\\frac{{{top}}}{{{bottom}}}"
 
     text = FRACTION_CHARS.sub(fraction, text)
+    text = SQUARE_ROOT.sub(r"\\sqrt{\1}", text).replace("√", r"\sqrt")
     for symbol, latex in UNICODE_SYMBOLS.items():
         text = text.replace(symbol, latex)
     # Full-width digits and letters; the mappings above ran first so that NFKC cannot turn "x²" into "x2".
@@ -207,13 +209,16 @@ def _unboxed(text: str) -> str:
 
 def normalise_answer(answer: str) -> str:
     """A final answer rewritten for math-verify (see the module docstring); plain text in, out."""
-    text = _unboxed(_unicode(answer.strip()))
+    text = STYLE_COMMANDS.sub("", _unicode(answer.strip())).strip()
+    text = _unboxed(text.rstrip(".").rstrip())
     text = MINUS_COMMANDS.sub("-", text)
-    text = re.sub(r"\$\s*(.*?)\s*\$$", r"\1", text) if text.count("$") == 2 and text[0] == "$" else text
+    delimited = MATH_DELIMITERS.fullmatch(text)
+    if delimited:
+        text = next(group for group in delimited.groups() if group is not None).strip()
+    text = text.rstrip(".").rstrip()
     whole = WHOLE_WRAPPER.fullmatch(text)
     if whole:
-        text = whole.group(1).strip()
-    text = text.rstrip().rstrip(".").rstrip()
+        text = whole.group(1).strip().rstrip(".").rstrip()
     text = DEGREE.sub(r"^\\circ", text)
     text = GROUPED_DIGITS.sub(lambda m: SEPARATOR_RE.sub("", m.group()), text)
     text = LEADING_CURRENCY.sub(r"\1", text)
@@ -235,6 +240,14 @@ def based_number(normalised: str) -> tuple[str, str] | None:
     drops the subscript, so '52_9' would pass for '52_8'."""
     match = BASE_NUMBER.fullmatch(normalised)
     return (match.group(1).upper(), match.group(2)) if match else None
+
+
+def plain_numbers_equal(prediction: str, gold: str) -> bool | None:
+    """Exact comparison when both normalised answers are plain decimal numbers ('0.0000672' and
+    '0.0000673' differ, though math-verify rounds both to 6 places); None when either is not one."""
+    if not (PLAIN_NUMBER.fullmatch(prediction) and PLAIN_NUMBER.fullmatch(gold)):
+        return None
+    return Decimal(prediction) == Decimal(gold)
 
 
 def word_answer(normalised: str) -> str | None:
