@@ -4,7 +4,9 @@ format_reward       10 if a <reasoning>...</reasoning> block is present and the 
                     <answer>...</answer> block; else 1 when only one of the two blocks is present
                     (1.5 if a stray tag of the other kind also appears); 0 if neither.
 correctness_reward  10 if the format reward is 10 and the answer is mathematically equal to the
-                    gold one (math-verify), else 0.
+                    gold one (gtpo.tasks.grading, then math-verify), else 0; with
+                    answer_format="boxed" the last \\boxed{} is judged instead, with "any" either
+                    (also registered as boxed_correctness_reward and any_correctness_reward).
 lenient_correctness_reward
                     the official code's matcher, for reproduction only: float closeness or the gold
                     string being a substring of the prediction (so gold "2" matches "12").
@@ -27,7 +29,7 @@ import threading
 import time
 from typing import Any
 
-from gtpo.tasks.grading import based_number, normalise_answer, plain_numbers_equal, word_answer
+from gtpo.tasks.grading import based_number, last_boxed, normalise_answer, plain_numbers_equal, word_answer
 
 MAX_COMPLETION_CHARS = 32_768  # longer completions are cut before any parsing
 MAX_ANSWER_CHARS = 512  # longer answers are not parsed and score 0
@@ -35,6 +37,7 @@ CHECK_TIMEOUT_SECONDS = 5.0  # per math-verify comparison, in the worker process
 WORKER_START_TIMEOUT_SECONDS = 120.0
 VERIFY_BATCH = 64  # checks written to the worker at once
 
+ANSWER_FORMATS = ("tags", "boxed", "any")
 REASONING_OPEN, REASONING_CLOSE = "<reasoning>", "</reasoning>"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
 
@@ -66,6 +69,29 @@ def extract_answer(text: str) -> str | None:
     if start < 0:
         return None
     return body[start + len(ANSWER_OPEN) :].strip()
+
+
+def extract_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...} (or \\fbox{...}) in the text, or None when there is none."""
+    try:
+        return last_boxed(text)
+    except ValueError:
+        return None
+
+
+def final_answer(text: str, answer_format: str = "tags") -> str | None:
+    """The answer a completion gives in the chosen convention, or None when it gives none:
+
+    tags   the paper's: the text has the full format (a reasoning block, and ends with an answer
+           block), and the answer is that block's content
+    boxed  the community's: the content of the last \\boxed{}
+    any    the tags answer when the format is complete, else the last \\boxed{}
+    """
+    if answer_format not in ANSWER_FORMATS:
+        raise ValueError(f"answer_format must be one of {ANSWER_FORMATS}, got {answer_format!r}")
+    if answer_format != "boxed" and format_score(text) == 10.0:
+        return extract_answer(text)
+    return extract_boxed(text) if answer_format != "tags" else None
 
 
 def format_score(text: str) -> float:
@@ -227,16 +253,28 @@ def format_reward(completions: list, **kwargs) -> list[float]:
     return rewards
 
 
-def correctness_reward(completions: list, answer: list[str], **kwargs) -> list[float]:
-    """10 when the format reward is 10 and math-verify finds the answer equal to the gold one
-    (logs the share correct)."""
-    rewards = []
-    for completion, gold in zip(completions, answer, strict=True):
-        text = completion_text(completion)
-        correct = format_score(text) == 10.0 and answers_equal(extract_answer(text), gold)
-        rewards.append(10.0 if correct else 0.0)
+def correctness_reward(
+    completions: list, answer: list[str], answer_format: str = "tags", **kwargs
+) -> list[float]:
+    """10 when the completion's answer (gtpo.rewards.final_answer: the paper's tags by default,
+    `answer_format="boxed"` or `"any"` otherwise) equals the gold one, else 0 (logs the share correct)."""
+    predictions = [final_answer(completion_text(c), answer_format) for c in completions]
+    verdicts = answers_equal_many(list(zip(predictions, answer, strict=True)))
+    rewards = [10.0 if correct else 0.0 for correct in verdicts]
     _log_share(kwargs, "accuracy", rewards)
     return rewards
+
+
+def boxed_correctness_reward(completions: list, answer: list[str], **kwargs) -> list[float]:
+    """correctness_reward on the last \\boxed{} answer (the community's convention)."""
+    kwargs.pop("answer_format", None)
+    return correctness_reward(completions, answer, answer_format="boxed", **kwargs)
+
+
+def any_correctness_reward(completions: list, answer: list[str], **kwargs) -> list[float]:
+    """correctness_reward on the tags answer when the format is complete, else the last \\boxed{}."""
+    kwargs.pop("answer_format", None)
+    return correctness_reward(completions, answer, answer_format="any", **kwargs)
 
 
 def lenient_correctness_reward(completions: list, answer: list[str], **kwargs) -> list[float]:
@@ -252,5 +290,7 @@ def lenient_correctness_reward(completions: list, answer: list[str], **kwargs) -
 REWARDS = {
     "format_reward": format_reward,
     "correctness_reward": correctness_reward,
+    "boxed_correctness_reward": boxed_correctness_reward,
+    "any_correctness_reward": any_correctness_reward,
     "lenient_correctness_reward": lenient_correctness_reward,
 }
