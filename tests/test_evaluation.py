@@ -279,3 +279,72 @@ def test_cli_eval(shared_data, tmp_path, capsys):
         == 2
     )
     assert "unknown benchmark 'aime26'" in capsys.readouterr().err
+
+
+def _protocol_run(shared_data, out, protocol, *flags):
+    from gtpo.cli import main
+
+    argv = ["eval", "--model_name_or_path", "tiny-test", "--protocol", protocol,
+            "--benchmarks", "aime24", "math500", "--limit", "2", "--max_new_tokens", "6",
+            "--dataset_path", f"aime24={shared_data / 'aime24.jsonl'}",
+            "--dataset_path", f"math500={shared_data / 'math500.jsonl'}",
+            "--output_dir", str(out), *flags]  # fmt: skip
+    assert main(argv) == 0
+    return json.loads((out / "results.json").read_text())
+
+
+@pytest.mark.slow
+def test_open_r1_protocol_end_to_end_over_seeds(shared_data, tmp_path, capsys, monkeypatch):
+    system_prompts = set()
+    real_generate = E.generate
+
+    def recording_generate(model, tokenizer, prompts, *args, **kwargs):
+        system_prompts.update(p[0]["content"] for p in prompts)
+        return real_generate(model, tokenizer, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(E, "generate", recording_generate)
+    results = _protocol_run(shared_data, tmp_path, "open-r1", "--num_samples", "3", "--seeds", "0", "1")
+    settings = results["settings"]
+    assert settings["protocol"] == "open-r1" and settings["seeds"] == [0, 1]
+    assert settings["overrides"] == {"num_samples": 3, "max_new_tokens": 6}
+    assert "--num_samples 3 overrides the protocol's value" in capsys.readouterr().err
+    for name in ("aime24", "math500"):
+        plan = settings["benchmarks"][name]
+        assert (plan["temperature"], plan["top_p"], plan["answer_format"], plan["num_samples"]) == (
+            0.6, 0.95, "boxed", 3
+        )  # fmt: skip
+        metrics = results["results"][name]["metrics"]
+        assert set(metrics) == {"avg@3", "avg@3 sample std", "pass@1", "formatting"}
+        per_seed = []
+        for seed in (0, 1):
+            records = [
+                json.loads(line) for line in (tmp_path / f"seed_{seed}" / f"samples_{name}.jsonl").open()
+            ]
+            assert len(records) == 2 * 3
+            per_seed.append(sum(r["correct"] for r in records) / 6)
+        assert metrics["avg@3"]["per_seed"] == pytest.approx(per_seed)
+        assert metrics["avg@3"]["value"] == pytest.approx(sum(per_seed) / 2)
+    assert "| aime24 | avg@3 |" in (tmp_path / "results.md").read_text()
+    assert system_prompts == {E.SYSTEM_PROMPTS["boxed"]}
+
+
+@pytest.mark.slow
+def test_qwen_math_protocol_end_to_end_and_resumed(shared_data, tmp_path, monkeypatch):
+    results = _protocol_run(shared_data, tmp_path, "qwen-math", "--num_samples", "4", "--maj_k", "4")
+    for name in ("aime24", "math500"):
+        metrics = results["results"][name]["metrics"]
+        assert {"greedy", "maj@4", "avg@4", "formatting", "greedy formatting"} <= set(metrics)
+        greedy = [json.loads(line) for line in (tmp_path / f"samples_{name}_greedy.jsonl").open()]
+        assert len(greedy) == 2 and metrics["greedy"]["value"] == sum(r["correct"] for r in greedy) / 2
+        assert results["settings"]["benchmarks"][name]["greedy"] is True
+    generated = []
+    real_generate = E.generate
+
+    def counting_generate(model, tokenizer, prompts, *args, **kwargs):
+        generated.extend(prompts)
+        return real_generate(model, tokenizer, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(E, "generate", counting_generate)
+    again = _protocol_run(shared_data, tmp_path, "qwen-math", "--num_samples", "4", "--maj_k", "4")
+    assert generated == []  # every sample was on disk
+    assert again["results"] == results["results"]
