@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from gtpo.rewards import (
     REWARDS,
     answers_equal,
+    answers_equal_many,
     correctness_reward,
     extract_answer,
     final_answer,
@@ -108,6 +109,11 @@ def test_hostile_answers_return_zero_in_bounded_time(answer, tmp_path):
 def test_checks_keep_working_after_a_timeout():
     assert answers_equal("10^{10^{10^{10}}}", "5", timeout=1.0) is False
     assert answers_equal("\\frac{1}{2}", "0.5") is True
+
+
+def test_a_timeout_inside_a_batch_costs_only_that_check():
+    pairs = [("2/4", "0.5"), ("10^{10^{10^{10}}}", "5"), ("\\frac{3}{6}", "0.5"), ("x^2", "x^3")]
+    assert answers_equal_many(pairs, timeout=1.0) == [True, False, True, False]
 
 
 @settings(max_examples=200, deadline=None)
