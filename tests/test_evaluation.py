@@ -348,3 +348,15 @@ def test_qwen_math_protocol_end_to_end_and_resumed(shared_data, tmp_path, monkey
     again = _protocol_run(shared_data, tmp_path, "qwen-math", "--num_samples", "4", "--maj_k", "4")
     assert generated == []  # every sample was on disk
     assert again["results"] == results["results"]
+
+
+def test_resuming_with_other_settings_is_refused(tiny, tmp_path):
+    model, tokenizer = tiny
+    dataset = {"toy": load_task_like(2)}
+    E.evaluate(model, tokenizer, dataset, tmp_path, max_new_tokens=4, show_progress=False)
+    with pytest.raises(ValueError, match="its samples were made with max_new_tokens 4, this run asks for 5"):
+        E.evaluate(model, tokenizer, dataset, tmp_path, max_new_tokens=5, show_progress=False)
+    with pytest.raises(ValueError, match="made with seed 0, this run asks for 1"):
+        E.evaluate(model, tokenizer, dataset, tmp_path, max_new_tokens=4, seed=1, show_progress=False)
+    again = E.evaluate(model, tokenizer, dataset, tmp_path, max_new_tokens=4, show_progress=False)
+    assert again["toy"]["problems"] == 2

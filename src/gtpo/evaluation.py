@@ -402,6 +402,23 @@ class _Pass:
     answer_format: str
 
 
+def _check_settings(spec: _Pass, seed: int) -> None:
+    """Record the settings beside the samples file; refuse to add to samples made with others."""
+    path = spec.path.with_name(spec.path.name.removesuffix(".jsonl") + ".settings.json")
+    settings = {**dataclasses.asdict(spec), "seed": seed}
+    del settings["name"], settings["path"]
+    if path.exists() and spec.path.exists():
+        stored = json.loads(path.read_text())
+        changed = [key for key in settings if stored.get(key) != settings[key]]
+        if changed:
+            key = changed[0]
+            raise ValueError(
+                f"{spec.path}: its samples were made with {key} {stored.get(key)!r}, this run asks for "
+                f"{settings[key]!r}; use another --output_dir, or the same settings to resume"
+            )
+    path.write_text(json.dumps(settings))
+
+
 def _run_pass(
     model, tokenizer, dataset: Dataset, spec: _Pass, batch_size: int, seed: int, show_progress: bool
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, float]]:
@@ -410,6 +427,7 @@ def _run_pass(
     Completions are generated `batch_size` at a time, prompts sorted by length (longest first) so
     that a batch holds prompts of similar length; a problem's records are written, flushed and
     synced as soon as its last sample is done."""
+    _check_settings(spec, seed)
     records = _read_finished(spec.path, spec.num_samples)
     rows = [row for row in dataset if row["id"] not in records]
     if len(rows) < len(dataset):
