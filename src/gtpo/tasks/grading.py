@@ -9,19 +9,22 @@ degrees      "°", `\\degree`, `^{\\circ}` become `^\\circ` (a following C or F 
 separators   thousands separators between digit groups of three: `,` (when the answer is one
              number), `{,}`, `,\\!`, `\\,`, `\\!`, `\\ `, `\\;`, `\\:`, `~`, thin and no-break spaces
 unicode      fractions (½), superscripts (x²), √ π ∞ × · ÷ ± ≤ ≥, full-width digits
-wrappers     a whole answer in `\\text{}`, `\\textbf{}`, `\\mathrm{}` or `\\mbox{}` is unwrapped; a
-             trailing period; a currency sign ($, \\$, €, £) before a number
+wrappers     a whole answer in `\\boxed{}`, `$..$`, `\\(..\\)`, `\\[..\\]`, `\\text{}`, `\\textbf{}`,
+             `\\mathrm{}` or `\\mbox{}` is unwrapped; `\\displaystyle`, a trailing period and a
+             currency sign ($, \\$, €, £) are dropped
 units        a trailing word is dropped only if it is a unit (a list of real units, also inside
              `\\text{}` and with ^2 / ^3, "per", "square", "cubic") or an English word naming what
              is counted ("18 apples"). One letter is a variable ("2k", "3i", "5 x"), never a
              unit, unless LaTeX marks it as text (`5\\text{ m}`); a multiplier word is part of
              the value ("1.5 million" is 1500000, "5 dozen" is 60).
 
-A gold answer that is a word (MATH's `\\text{Evelyn}`, `\\text{east}`) is compared as text, since
-math-verify would read it as a product of one-letter symbols and accept its anagrams.
+Helpers for the comparison itself: a gold answer that is a word (MATH's `\\text{Evelyn}`) is
+compared as text, since math-verify reads a word as a product of one-letter symbols and accepts
+its anagrams (word_answer); two plain decimals are compared exactly, since math-verify rounds to
+6 places (plain_numbers_equal); a number in a base keeps its base (based_number).
 
-Every pattern here is linear in the input (no nested quantifiers), and callers cut answers to
-a bounded length first.
+No pattern here has nested quantifiers, so the cost is at most quadratic in the input, and callers
+cut answers to a bounded length (gtpo.rewards.MAX_ANSWER_CHARS) first.
 """
 
 from __future__ import annotations
