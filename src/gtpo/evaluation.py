@@ -711,7 +711,8 @@ def run_eval(args: argparse.Namespace) -> int:
     plans = {name: plan_for(config, name) for name in config.benchmarks}
     overrides = _set_fields(config) if config.protocol else {}
     for name, value in overrides.items():
-        print(f"protocol {config.protocol}: --{name} {value} overrides the protocol's value", file=sys.stderr)
+        shown = " ".join(map(str, value)) if isinstance(value, list) else value
+        print(f"protocol {config.protocol}: --{name} {shown} overrides the protocol's value", file=sys.stderr)
     check_model_name(config.model_name_or_path)
     benchmarks = {
         name: load_task(name, split=config.split, path=paths.get(name), limit=config.limit)
