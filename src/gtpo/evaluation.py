@@ -610,11 +610,19 @@ def evaluate(
         model, tokenizer, benchmarks, dict.fromkeys(benchmarks, plan), output_dir, (seed,), batch_size,
         show_progress=show_progress,
     )  # fmt: skip
+    return flat_metrics(results)
+
+
+def flat_metrics(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per benchmark, the metric values of a results.json (its mean over seeds), with `problems`,
+    `samples_per_problem` and `accuracy`: greedy accuracy at temperature 0, else avg@n."""
     flat = {}
     for name, result in results["results"].items():
+        plan = results["settings"]["benchmarks"][name]
+        n = plan["num_samples"] if plan["temperature"] > 0 else 1
         values = {metric: entry["value"] for metric, entry in result["metrics"].items()}
-        values["accuracy"] = values["greedy"] if not sampled else values[f"avg@{num_samples}"]
-        flat[name] = {"problems": result["problems"], "samples_per_problem": num_samples, **values}
+        values["accuracy"] = values[f"avg@{n}"] if plan["temperature"] > 0 else values["greedy"]
+        flat[name] = {"problems": result["problems"], "samples_per_problem": n, **values}
     return flat
 
 
