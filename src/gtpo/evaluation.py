@@ -626,6 +626,11 @@ def flat_metrics(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return flat
 
 
+def _shown(value: Any) -> str:
+    """A setting as it is typed on the command line ('8 16' for a list)."""
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 def results_table(results: dict[str, Any]) -> str:
     """lighteval-style Markdown: one row per benchmark and metric (value, stderr), with the settings.
     With several seeds the value is the mean over seeds ± their standard deviation."""
@@ -634,7 +639,9 @@ def results_table(results: dict[str, Any]) -> str:
     title = f"protocol {settings['protocol']}" if settings["protocol"] else "explicit settings"
     lines = [f"gtpo eval: {title}, seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}", ""]
     if settings["overrides"]:
-        lines[0] += " (overridden: " + ", ".join(f"{k}={v}" for k, v in settings["overrides"].items()) + ")"
+        lines[0] += (
+            " (overridden: " + ", ".join(f"{k}={_shown(v)}" for k, v in settings["overrides"].items()) + ")"
+        )
     value_header = "value (mean ± std over seeds)" if len(seeds) > 1 else "value"
     lines += [f"| benchmark | metric | {value_header} | stderr |", "|---|---|---|---|"]
     for name, result in results["results"].items():
@@ -719,8 +726,10 @@ def run_eval(args: argparse.Namespace) -> int:
     plans = {name: plan_for(config, name) for name in config.benchmarks}
     overrides = _set_fields(config) if config.protocol else {}
     for name, value in overrides.items():
-        shown = " ".join(map(str, value)) if isinstance(value, list) else value
-        print(f"protocol {config.protocol}: --{name} {shown} overrides the protocol's value", file=sys.stderr)
+        print(
+            f"protocol {config.protocol}: --{name} {_shown(value)} overrides the protocol's value",
+            file=sys.stderr,
+        )
     check_model_name(config.model_name_or_path)
     benchmarks = {
         name: load_task(name, split=config.split, path=paths.get(name), limit=config.limit)
