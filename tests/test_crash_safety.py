@@ -295,7 +295,7 @@ def test_kill_9_during_evaluation_then_the_same_command_finishes_it(tmp_path, mo
     assert records[:done] == finished  # and their records are kept as they were
     ids = [json.loads(line)["id"] for line in records]
     assert sorted(ids, key=int) == [str(i) for i in range(problems)]  # no duplicates, none missing
-    assert json.loads((out / "results.json").read_text())["gsm8k"]["problems"] == problems
+    assert json.loads((out / "results.json").read_text())["results"]["gsm8k"]["problems"] == problems
 
 
 def test_rotation_keeps_the_last_checkpoints_and_never_leaves_a_partial_one(tmp_path, monkeypatch):

@@ -51,15 +51,105 @@ def test_score_sample():
         "correct": True,
     }
     assert E.score_sample("<answer>0.5</answer>", "0.5")["correct"] is False
+    assert E.score_sample("so \\boxed{0.5}", "0.5", "boxed")["correct"] is True
+    assert E.score_sample("so \\boxed{0.5}", "0.5", "tags")["formatted"] is False
 
 
-def test_results_table():
-    table = E.results_table({"gsm8k": {"problems": 2, "accuracy": 0.5}})
-    assert table.splitlines() == [
-        "| benchmark | problems | accuracy |",
-        "|---|---|---|",
-        "| gsm8k | 2 | 0.500 |",
-    ]
+def _records(table, answers=None):
+    """Problem id -> scored samples from a 0/1 correctness table (rows problems, columns samples)."""
+    return {
+        str(i): [
+            {"correct": bool(c), "formatted": True, "answer": answers[i][j] if answers else str(c)}
+            for j, c in enumerate(row)
+        ]
+        for i, row in enumerate(table)
+    }
+
+
+def test_sample_metrics_against_hand_computed_values():
+    # 3 problems x 4 samples; correct counts 3, 1, 0.
+    table = [[1, 1, 0, 1], [0, 0, 1, 0], [0, 0, 0, 0]]
+    answers = [["7", "7", "8", "7"], ["5", "5", "6", "4"], ["1", "2", "1", "3"]]
+    gold = {"0": "7", "1": "6", "2": "9"}
+    metrics = E.sample_metrics(_records(table, answers), gold, ks=[1, 2, 4], maj_ks=[1, 3, 4])
+    # avg@4: per-problem means 3/4, 1/4, 0 -> 1/3; stderr = stdev([.75, .25, 0]) / sqrt(3)
+    assert metrics["avg@4"][0] == pytest.approx(1 / 3)
+    assert metrics["avg@4"][1] == pytest.approx(math.sqrt(((0.75 - 1 / 3) ** 2 + (0.25 - 1 / 3) ** 2
+                                                           + (1 / 3) ** 2) / 2) / math.sqrt(3))  # fmt: skip
+    # per-sample accuracies 1/3, 1/3, 1/3, 1/3 -> sample std 0
+    assert metrics["avg@4 sample std"] == (0.0, 0.0)
+    # pass@2: 1 - C(1,2)/C(4,2) = 1, 1 - C(3,2)/C(4,2) = 1/2, 0 -> mean 1/2
+    assert metrics["pass@2"][0] == pytest.approx(0.5)
+    assert metrics["pass@1"][0] == pytest.approx(1 / 3)
+    assert metrics["pass@4"][0] == pytest.approx(2 / 3)
+    # maj@1: first answers 7 (right), 5 (wrong), 1 (wrong) -> 1/3
+    # maj@3: {7,7,8} -> 7 right; {5,5,6} -> 5 wrong; {1,2,1} -> 1 wrong -> 1/3
+    # maj@4: problem 2's {5,5,6,4} -> 5 wrong -> still 1/3
+    assert [metrics[f"maj@{k}"][0] for k in (1, 3, 4)] == pytest.approx([1 / 3] * 3)
+    assert metrics["formatting"] == (1.0, 0.0)
+    uneven = E.sample_metrics(_records([[1, 0], [1, 1]]), {"0": "1", "1": "1"})
+    # per-sample accuracies: sample 0 -> 1.0, sample 1 -> 0.5; stdev = 0.3536
+    assert uneven["avg@2 sample std"][0] == pytest.approx(
+        math.sqrt(((1 - 0.75) ** 2 + (0.5 - 0.75) ** 2) / 1)
+    )
+    greedy = E.sample_metrics(_records([[1], [0], [1], [1]]), dict.fromkeys("0123", "1"), greedy=True)
+    assert greedy["greedy"][0] == 0.75 and "avg@1" not in greedy
+    assert greedy["greedy"][1] == pytest.approx(0.5 / 2)  # stdev([1, 0, 1, 1]) = 0.5, / sqrt(4)
+
+
+def test_seed_mean_and_std_against_hand_computed_values():
+    per_seed = [{"avg@4": (0.25, 0.1)}, {"avg@4": (0.50, 0.2)}, {"avg@4": (0.75, 0.3)}]
+    combined = E.over_seeds(per_seed)["avg@4"]
+    assert combined["value"] == pytest.approx(0.5)
+    assert combined["seed_std"] == pytest.approx(0.25)  # sample std of 0.25, 0.5, 0.75
+    assert combined["stderr"] == pytest.approx(0.2)
+    assert combined["per_seed"] == [0.25, 0.5, 0.75]
+    assert E.over_seeds([{"greedy": (0.4, 0.1)}])["greedy"]["seed_std"] == 0.0
+
+
+def _config(**fields):
+    return E.EvalConfig(model_name_or_path="tiny-test", benchmarks=["aime24"], output_dir="x", **fields)
+
+
+def test_protocols_set_the_published_settings_and_flags_win():
+    open_r1 = {name: E.plan_for(_config(protocol="open-r1"), name) for name in ("aime24", "amc23", "math500")}
+    assert [open_r1[n].num_samples for n in ("aime24", "amc23", "math500")] == [64, 64, 4]
+    assert (open_r1["aime24"].temperature, open_r1["aime24"].top_p) == (0.6, 0.95)
+    assert open_r1["math500"].answer_format == "boxed" and open_r1["math500"].k == (1,)
+    qwen = E.plan_for(_config(protocol="qwen-math"), "math500")
+    assert qwen.greedy and qwen.maj_k == (8,) and qwen.num_samples == 8 and qwen.answer_format == "boxed"
+    overridden = E.plan_for(_config(protocol="open-r1", num_samples=2, max_new_tokens=16), "aime24")
+    assert (overridden.num_samples, overridden.max_new_tokens, overridden.temperature) == (2, 16, 0.6)
+    plain = E.plan_for(_config(), "aime24")
+    assert (plain.temperature, plain.num_samples, plain.answer_format, plain.max_new_tokens) == (
+        0.0,
+        1,
+        "tags",
+        4096,
+    )
+    assert E.plan_for(_config(), "gsm8k").max_new_tokens == 1024
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"protocol": "open-r2"}, "--protocol: unknown protocol 'open-r2' (did you mean 'open-r1'?)"),
+        ({"answer_format": "latex"}, "--answer_format must be one of tags, boxed, any"),
+        (
+            {"protocol": "qwen-math", "maj_k": [16]},
+            "--maj_k 16: each k must be between 1 and --num_samples (8)",
+        ),
+        ({"protocol": "open-r1", "temperature": 0.0}, "--num_samples 64 needs --temperature > 0"),
+        ({"top_p": 0.9}, "--top_p has no effect with greedy decoding"),
+        ({"seeds": [1, 1]}, "--seeds must be distinct"),
+    ],
+)
+def test_settings_that_cannot_run_as_asked_are_refused(fields, message):
+    config = _config(**fields)
+    with pytest.raises(ValueError) as error:
+        E.check_config(config)
+        E.plan_for(config, "aime24")
+    assert message in str(error.value)
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +180,43 @@ def test_evaluate_every_shared_benchmark_end_to_end(tiny, shared_data, tmp_path)
         assert metrics["pass@1"] == pytest.approx(metrics["accuracy"])
         assert metrics["pass@1"] <= metrics["pass@2"] <= metrics["pass@4"] <= 1.0
         assert 0.0 <= metrics["formatting"] <= 1.0
-    assert json.loads((tmp_path / "results.json").read_text()) == results
-    assert (tmp_path / "results.md").read_text().startswith("| benchmark |")
+    stored = json.loads((tmp_path / "results.json").read_text())
+    for name, metrics in results.items():
+        assert stored["results"][name]["metrics"]["avg@4"]["value"] == metrics["avg@4"] == metrics["accuracy"]
+        assert stored["settings"]["benchmarks"][name] == {
+            "answer_format": "tags", "num_samples": 4, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 8,
+            "k": [1, 2, 4], "maj_k": [1, 2, 4], "greedy": False,
+        }  # fmt: skip
+        assert stored["speed"][name][0]["generated_tokens"] > 0
+    table = (tmp_path / "results.md").read_text()
+    assert "| benchmark | metric | value | stderr |" in table and "| aime24 | pass@4 |" in table
+
+
+def test_results_table_in_lighteval_style():
+    results = {
+        "settings": {
+            "protocol": "open-r1",
+            "overrides": {"num_samples": 2},
+            "seeds": [0, 1],
+            "benchmarks": {"aime24": {"answer_format": "boxed", "num_samples": 2, "temperature": 0.6,
+                                      "top_p": 0.95, "max_new_tokens": 64, "greedy": False}},
+        },
+        "results": {"aime24": {"problems": 3, "metrics": {
+            "avg@2": {"value": 0.5, "seed_std": 0.125, "stderr": 0.25, "per_seed": [0.375, 0.625]}}}},
+        "speed": {"aime24": [{"tokens_per_second": 10.0}, {"tokens_per_second": 20.0}]},
+    }  # fmt: skip
+    assert E.results_table(results).splitlines() == [
+        "gtpo eval: protocol open-r1, seeds 0, 1 (overridden: num_samples=2)",
+        "",
+        "| benchmark | metric | value (mean ± std over seeds) | stderr |",
+        "|---|---|---|---|",
+        "| aime24 | avg@2 | 0.5000 ± 0.1250 | 0.2500 |",
+        "",
+        "| benchmark | problems | answer_format | num_samples | temperature | top_p | max_new_tokens "
+        "| greedy | tokens/s |",
+        "|---|---|---|---|---|---|---|---|---|",
+        "| aime24 | 3 | boxed | 2 | 0.6 | 0.95 | 64 | False | 15.0 |",
+    ]
 
 
 def test_interrupted_evaluation_resumes_without_duplicates(tiny, tmp_path, monkeypatch):
@@ -115,7 +240,11 @@ def test_interrupted_evaluation_resumes_without_duplicates(tiny, tmp_path, monke
     second = E.evaluate(
         model, tokenizer, {"toy": dataset}, tmp_path, max_new_tokens=6, batch_size=2, show_progress=False
     )
-    assert generated == [row["prompt"][-1]["content"] for row in dataset][3:]
+    finished = {json.loads(line)["id"] for line in lines[:3]}
+    questions = {row["id"]: row["prompt"][-1]["content"] for row in dataset}
+    assert sorted(generated) == sorted(q for pid, q in questions.items() if pid not in finished)
+    lengths = [len(tokenizer(q)["input_ids"]) for q in generated]
+    assert lengths == sorted(lengths, reverse=True)  # batched longest prompt first
     records = [json.loads(line) for line in samples.read_text().splitlines()]
     assert sorted(r["id"] for r in records) == sorted(dataset["id"])
     assert second == first  # greedy decoding: the same answers again
@@ -150,3 +279,84 @@ def test_cli_eval(shared_data, tmp_path, capsys):
         == 2
     )
     assert "unknown benchmark 'aime26'" in capsys.readouterr().err
+
+
+def _protocol_run(shared_data, out, protocol, *flags):
+    from gtpo.cli import main
+
+    argv = ["eval", "--model_name_or_path", "tiny-test", "--protocol", protocol,
+            "--benchmarks", "aime24", "math500", "--limit", "2", "--max_new_tokens", "6",
+            "--dataset_path", f"aime24={shared_data / 'aime24.jsonl'}",
+            "--dataset_path", f"math500={shared_data / 'math500.jsonl'}",
+            "--output_dir", str(out), *flags]  # fmt: skip
+    assert main(argv) == 0
+    return json.loads((out / "results.json").read_text())
+
+
+@pytest.mark.slow
+def test_open_r1_protocol_end_to_end_over_seeds(shared_data, tmp_path, capsys, monkeypatch):
+    system_prompts = set()
+    real_generate = E.generate
+
+    def recording_generate(model, tokenizer, prompts, *args, **kwargs):
+        system_prompts.update(p[0]["content"] for p in prompts)
+        return real_generate(model, tokenizer, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(E, "generate", recording_generate)
+    results = _protocol_run(shared_data, tmp_path, "open-r1", "--num_samples", "3", "--seeds", "0", "1")
+    settings = results["settings"]
+    assert settings["protocol"] == "open-r1" and settings["seeds"] == [0, 1]
+    assert settings["overrides"] == {"num_samples": 3, "max_new_tokens": 6}
+    assert "--num_samples 3 overrides the protocol's value" in capsys.readouterr().err
+    for name in ("aime24", "math500"):
+        plan = settings["benchmarks"][name]
+        assert (plan["temperature"], plan["top_p"], plan["answer_format"], plan["num_samples"]) == (
+            0.6, 0.95, "boxed", 3
+        )  # fmt: skip
+        metrics = results["results"][name]["metrics"]
+        assert set(metrics) == {"avg@3", "avg@3 sample std", "pass@1", "formatting"}
+        per_seed = []
+        for seed in (0, 1):
+            records = [
+                json.loads(line) for line in (tmp_path / f"seed_{seed}" / f"samples_{name}.jsonl").open()
+            ]
+            assert len(records) == 2 * 3
+            per_seed.append(sum(r["correct"] for r in records) / 6)
+        assert metrics["avg@3"]["per_seed"] == pytest.approx(per_seed)
+        assert metrics["avg@3"]["value"] == pytest.approx(sum(per_seed) / 2)
+    assert "| aime24 | avg@3 |" in (tmp_path / "results.md").read_text()
+    assert system_prompts == {E.SYSTEM_PROMPTS["boxed"]}
+
+
+@pytest.mark.slow
+def test_qwen_math_protocol_end_to_end_and_resumed(shared_data, tmp_path, monkeypatch):
+    results = _protocol_run(shared_data, tmp_path, "qwen-math", "--num_samples", "4", "--maj_k", "4")
+    for name in ("aime24", "math500"):
+        metrics = results["results"][name]["metrics"]
+        assert {"greedy", "maj@4", "avg@4", "formatting", "greedy formatting"} <= set(metrics)
+        greedy = [json.loads(line) for line in (tmp_path / f"samples_{name}_greedy.jsonl").open()]
+        assert len(greedy) == 2 and metrics["greedy"]["value"] == sum(r["correct"] for r in greedy) / 2
+        assert results["settings"]["benchmarks"][name]["greedy"] is True
+    generated = []
+    real_generate = E.generate
+
+    def counting_generate(model, tokenizer, prompts, *args, **kwargs):
+        generated.extend(prompts)
+        return real_generate(model, tokenizer, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(E, "generate", counting_generate)
+    again = _protocol_run(shared_data, tmp_path, "qwen-math", "--num_samples", "4", "--maj_k", "4")
+    assert generated == []  # every sample was on disk
+    assert again["results"] == results["results"]
+
+
+def test_resuming_with_other_settings_is_refused(tiny, tmp_path):
+    model, tokenizer = tiny
+    dataset = {"toy": load_task_like(2)}
+    E.evaluate(model, tokenizer, dataset, tmp_path, max_new_tokens=4, show_progress=False)
+    with pytest.raises(ValueError, match="its samples were made with max_new_tokens 4, this run asks for 5"):
+        E.evaluate(model, tokenizer, dataset, tmp_path, max_new_tokens=5, show_progress=False)
+    with pytest.raises(ValueError, match="made with seed 0, this run asks for 1"):
+        E.evaluate(model, tokenizer, dataset, tmp_path, max_new_tokens=4, seed=1, show_progress=False)
+    again = E.evaluate(model, tokenizer, dataset, tmp_path, max_new_tokens=4, show_progress=False)
+    assert again["toy"]["problems"] == 2

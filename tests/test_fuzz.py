@@ -12,13 +12,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gtpo.recipe import Recipe, RecipeError, _training_fields, load_recipe
-from gtpo.rewards import ANSWER_CLOSE, ANSWER_OPEN, extract_answer, format_score, lenient_match
+from gtpo.rewards import ANSWER_CLOSE, ANSWER_OPEN, extract_answer, final_answer, format_score, lenient_match
 from gtpo.tasks.datasets import gsm8k_final_answer, last_boxed, number_answer
+from gtpo.tasks.grading import normalise_answer, plain_numbers_equal, word_answer
 
 # Text made of the pieces parsers look for, so that examples hit their branches, plus any text.
 PIECES = st.sampled_from(
     [ANSWER_OPEN, ANSWER_CLOSE, "<reasoning>", "</reasoning>", "\\boxed{", "\\fbox{", "{", "}", "####",
-     ",", ".", "-", "1", "42", "3.0", "\\frac{1}{2}", " ", "\n", "x", "$", "\\%", "é", "\x00"]
+     ",", ".", "-", "1", "42", "3.0", "\\frac{1}{2}", " ", "\n", "x", "$", "\\%", "é", "\x00",
+     "½", "²", "√", "°", "\u2013", "\\,", "{,}", "\\text{", "cm", " apples", " million", "_8", "\\["]
 )  # fmt: skip
 TEXT = st.one_of(st.text(max_size=200), st.lists(PIECES, max_size=40).map("".join))
 
@@ -31,6 +33,13 @@ def test_answer_parsing_returns_its_kind_or_its_own_error(text):
     assert format_score(text) in (0.0, 1.0, 1.5, 10.0)
     assert isinstance(lenient_match(answer, "42"), bool)
     assert isinstance(number_answer(text), str)
+    for answer_format in ("tags", "boxed", "any"):
+        found = final_answer(text, answer_format)
+        assert found is None or (isinstance(found, str) and found in text)
+    normalised = normalise_answer(text)
+    assert isinstance(normalised, str) and normalised == normalised.strip()
+    assert plain_numbers_equal(normalised, "42") in (None, True, False)
+    assert word_answer(normalised) is None or word_answer(normalised).islower()
     for parse in (last_boxed, gsm8k_final_answer):
         try:
             parsed = parse(text)

@@ -8,9 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gtpo.rewards import (
+    REWARDS,
     answers_equal,
+    answers_equal_many,
     correctness_reward,
     extract_answer,
+    final_answer,
     format_reward,
     lenient_correctness_reward,
 )
@@ -108,6 +111,11 @@ def test_checks_keep_working_after_a_timeout():
     assert answers_equal("\\frac{1}{2}", "0.5") is True
 
 
+def test_a_timeout_inside_a_batch_costs_only_that_check():
+    pairs = [("2/4", "0.5"), ("10^{10^{10^{10}}}", "5"), ("\\frac{3}{6}", "0.5"), ("x^2", "x^3")]
+    assert answers_equal_many(pairs, timeout=1.0) == [True, False, True, False]
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=300))
 def test_any_text_gets_a_valid_reward(text):
@@ -162,3 +170,48 @@ def test_math500_gold_solutions_score_full_reward(shared_data):
     golds = numeric + [a for a in numeric if int(a) != 0]
     completions = [f"<reasoning>r</reasoning>\n<answer>{w}</answer>" for w in wrong]
     assert correctness_reward(completions, golds) == [0.0] * len(wrong)
+
+
+# ------------------------------------------------------------------------------------------------
+# Answer extraction: the paper's tags, \boxed{}, or either
+# ------------------------------------------------------------------------------------------------
+
+TAGGED_BOXED = "<reasoning>r</reasoning><answer>\\boxed{5}</answer>"
+BOXED_ONLY = "First 2 + 3 = 5, so the answer is \\boxed{5}."
+BOTH_DIFFERENT = "\\boxed{4} then <reasoning>r</reasoning><answer>5</answer>"
+TAGS_INCOMPLETE = "<answer>5</answer> and \\boxed{6}"
+
+
+@pytest.mark.parametrize(
+    ("text", "tags", "boxed", "any_"),
+    [
+        (TAGGED_BOXED, "\\boxed{5}", "5", "\\boxed{5}"),
+        (BOXED_ONLY, None, "5", "5"),
+        (BOTH_DIFFERENT, "5", "4", "5"),
+        (TAGS_INCOMPLETE, None, "6", "6"),
+        ("\\boxed{\\frac{1}{2}} and \\boxed{x^{2}}", None, "x^{2}", "x^{2}"),
+        ("\\boxed{unclosed", None, None, None),
+        ("no answer", None, None, None),
+    ],
+)
+def test_final_answer_by_convention(text, tags, boxed, any_):
+    assert [final_answer(text, f) for f in ("tags", "boxed", "any")] == [tags, boxed, any_]
+
+
+def test_unknown_answer_format_is_refused():
+    with pytest.raises(ValueError, match="answer_format must be one of"):
+        final_answer("x", "latex")
+
+
+def test_correctness_reward_answer_formats_keep_trls_signature():
+    texts = [TAGGED_BOXED, BOXED_ONLY, BOTH_DIFFERENT, TAGS_INCOMPLETE]
+    golds = ["5"] * 4
+    trl_kwargs = {"prompts": ["q"] * 4, "completion_ids": [[1]] * 4, "trainer_state": None}
+    logged = {}
+    assert correctness_reward(texts, answer=golds, **trl_kwargs) == [10.0, 0.0, 10.0, 0.0]
+    assert correctness_reward(texts, answer=golds, answer_format="boxed") == [10.0, 10.0, 0.0, 0.0]
+    assert REWARDS["boxed_correctness_reward"](texts, answer=golds, **trl_kwargs) == [10.0, 10.0, 0.0, 0.0]
+    any_reward = REWARDS["any_correctness_reward"]
+    assert any_reward(texts, answer=golds, log_metric=logged.__setitem__) == [10.0, 10.0, 10.0, 0.0]
+    assert logged == {"accuracy": 0.75}
+    assert {name: f.__name__ for name, f in REWARDS.items()} == {name: name for name in REWARDS}

@@ -13,11 +13,20 @@ import sys
 from functools import lru_cache
 
 from math_verify import LatexExtractionConfig, parse, verify
+from math_verify.parser import NormalizationConfig
 
 # The parent enforces the time limit; math-verify's own signal-based one is off.
 logging.getLogger("math_verify").setLevel(logging.ERROR)
 
-LATEX_ONLY = (LatexExtractionConfig(),)
+# math-verify's own unit removal is off: it drops single letters ("3c", "5 m" read as 3 and 5), so
+# a variable after a number vanished. Units are removed before, by gtpo.tasks.grading's rules.
+LATEX_ONLY = (
+    LatexExtractionConfig(
+        normalization_config=NormalizationConfig(
+            basic_latex=True, units=False, malformed_operators=True, nits=True, boxed="all", equations=False
+        )
+    ),
+)
 
 
 @lru_cache(maxsize=4096)

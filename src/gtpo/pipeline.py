@@ -228,7 +228,10 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
         summary["after"] = _evaluate(policy, tokenizer, recipe, eval_dataset, run_dir / "eval" / "after")
         before_file = run_dir / "eval" / "before" / "results.json"
         if "before" not in summary and before_file.exists():
-            summary["before"] = json.loads(before_file.read_text())[recipe.evaluation.dataset.name]
+            from gtpo.evaluation import flat_metrics
+
+            stored = flat_metrics(json.loads(before_file.read_text()))
+            summary["before"] = stored[recipe.evaluation.dataset.name]
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     from gtpo.report import write_report
 

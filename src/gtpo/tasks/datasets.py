@@ -21,6 +21,7 @@ from typing import Any
 
 from datasets import Dataset, concatenate_datasets, load_dataset
 
+from gtpo.tasks.grading import last_boxed
 from gtpo.tasks.prompts import make_prompt
 
 MATH_SUBJECTS = (
@@ -48,24 +49,6 @@ def gsm8k_final_answer(solution: str) -> str:
 def gsm8k_worked_solution(solution: str) -> str:
     """A GSM8K solution's reasoning: the lines before '####', calculator notes <<...>> removed."""
     return re.sub(r"<<[^<>]*>>", "", solution.rsplit("####", 1)[0]).strip()
-
-
-def last_boxed(solution: str) -> str:
-    """Content of the last \\boxed{...} (or \\fbox{...}) in a solution, nested braces included."""
-    starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", solution)]
-    if not starts:
-        raise ValueError("no \\boxed{} in the solution")
-    start = starts[-1]
-    depth = 1
-    for index in range(start, len(solution)):
-        char = solution[index]
-        if char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-            if depth == 0:
-                return solution[start:index].strip()
-    raise ValueError("unbalanced braces in the last \\boxed{}")
 
 
 def number_answer(value: Any) -> str:
