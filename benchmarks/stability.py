@@ -9,9 +9,9 @@ SmolLM2-135M-Instruct on the same arithmetic task instead (GTPO against GRPO bet
 from a time budget per run).
 
 Collapse, fixed before any result was seen and applied the same way to every run. Each training
-metric below is read from metrics.jsonl (one record per RL step) as a 10-step trailing mean; a run
-collapsed at the first step of the first stretch of K = 10 consecutive steps on which one of these
-holds:
+metric below is read from metrics.jsonl (one record per RL step) as a 10-step trailing mean, from
+the 10th step on (so one lucky first batch is no "best"); a run collapsed at the first step of the
+first stretch of K = 10 consecutive steps on which one of these holds:
   * length:     completions/clipped_ratio > 0.5 (most completions stop at the length limit);
   * formatting: formatting (share of completions with the full format reward) < 0.5, once it has
                 been >= 0.5 in an earlier step (the format was held, then lost);
@@ -188,9 +188,12 @@ def first_stretch(steps: list[int], flags: list[bool], length: int = CONSECUTIVE
     return None
 
 
-def _series(metrics: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+def _series(metrics: list[dict[str, Any]], key: str, full: bool = False) -> tuple[list[int], list[float]]:
+    """Steps and 10-step trailing means of one metric; with `full`, only the means of 10 steps."""
     records = [m for m in metrics if key in m and "step" in m]
-    return [int(m["step"]) for m in records], smoothed([float(m[key]) for m in records], WINDOW)
+    first = WINDOW - 1 if full else 0
+    steps = [int(m["step"]) for m in records]
+    return steps[first:], smoothed([float(m[key]) for m in records], WINDOW)[first:]
 
 
 def collapse(
@@ -200,12 +203,12 @@ def collapse(
 ) -> Collapse | None:
     """Whether and where a run collapsed, by the rule in the module docstring (earliest criterion
     wins; on a tie: length, formatting, accuracy)."""
-    steps, clipped = _series(metrics, "completions/clipped_ratio")
+    steps, clipped = _series(metrics, "completions/clipped_ratio", full=True)
     length = first_stretch(steps, [c > CLIPPED_MAX for c in clipped])
-    steps, formatting = _series(metrics, "formatting")
+    steps, formatting = _series(metrics, "formatting", full=True)
     held = [any(f >= FORMAT_FLOOR for f in formatting[:i]) for i in range(len(formatting))]
     lost = first_stretch(steps, [h and f < FORMAT_FLOOR for h, f in zip(held, formatting, strict=True)])
-    steps, accuracy = _series(metrics, "accuracy")
+    steps, accuracy = _series(metrics, "accuracy", full=True)
     best = list(itertools.accumulate(accuracy, max))
     fell = [b >= ACCURACY_MIN_BEST and a < ACCURACY_FRACTION * b for a, b in zip(accuracy, best, strict=True)]
     fired = [("length", length), ("formatting", lost), ("accuracy", first_stretch(steps, fell))]
@@ -519,7 +522,7 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]
     parser.add_argument("--variants", nargs="+", choices=sorted(ALL_VARIANTS))
     parser.add_argument("--loss_types", action="store_true", help="add DAPO, Dr. GRPO and GTPO on each")
     parser.add_argument("--seeds", nargs="+", type=int)
-    parser.add_argument("--steps", type=int, help="RL steps per run (tiny-demo default 100)")
+    parser.add_argument("--steps", type=int, help="RL steps per run (tiny-demo default 80)")
     parser.add_argument("--budget_minutes", type=float, help="smollm2-135m: RL minutes per run (default 30)")
     parser.add_argument("--quick", action="store_true", help="a small set that fits in about 10 minutes")
     parser.add_argument("--out", help="run directory (reused: finished runs are not redone)")
@@ -555,7 +558,7 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]
     if args.budget_minutes is not None and not args.budget_minutes > 0:
         parser.error(f"--budget_minutes must be > 0, got {args.budget_minutes}")
     if args.steps is None and not smollm2:
-        args.steps = 100
+        args.steps = 80
     if args.steps is None and args.budget_minutes is None:
         args.budget_minutes = 30.0
     clashes = flag_names(extra) & (OWN_FIELDS | {"max_steps"})

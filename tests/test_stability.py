@@ -67,6 +67,14 @@ def test_accuracy_collapse(stability):
     assert stability.collapse(records(accuracy=[0.08] * 20 + [0.0] * 30)) is None
 
 
+def test_the_rule_reads_full_windows_only(stability):
+    # One lucky first batch: its 1-step mean (1.0) would be the best and 0.15 later less than half
+    # of it; from the 10th step on the best is (1 + 9 x 0.15) / 10 = 0.235, and 0.15 is not below half.
+    assert stability.collapse(records(accuracy=[1.0] + [0.15] * 40)) is None
+    held_best = records(accuracy=[1.0] * 10 + [0.15] * 40)  # below half from 6 low steps in 10
+    assert stability.collapse(held_best) == stability.Collapse("accuracy", 16)
+
+
 def test_earliest_criterion_wins(stability):
     metrics = records(
         accuracy=[0.4] * 20 + [0.1] * 30,  # fires at step 27
@@ -140,7 +148,7 @@ def test_command_line_defaults_and_quick(stability):
     assert args.cells == list(stability.MODELS["tiny-demo"].default_cells)
     assert args.variants == list(stability.VARIANTS)
     assert len(args.seeds) >= 5
-    assert (args.steps, args.budget_minutes, extra) == (100, None, ["--dataset.limit", "500"])
+    assert (args.steps, args.budget_minutes, extra) == (80, None, ["--dataset.limit", "500"])
     args, _ = stability.parse(["--quick", "--seeds", "7"])
     assert (args.cells, args.seeds, args.steps) == (["lr_1e-3"], [7], 50)
     args, _ = stability.parse(["--loss_types", "--cells", "all"])
