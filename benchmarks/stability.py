@@ -357,6 +357,7 @@ class Study:
             "accuracy": after["accuracy"],
             "formatting": after["formatting"],
             "before": before,
+            "steps": steps,
             "length_limit": config["training"].get("max_completion_length"),
         }
 
@@ -384,8 +385,8 @@ def check_runs(study: Study, seeds: list[int]) -> None:
 
     for cell in study.cells:
         for variant in study.variants:
-            flags = [*study.base(seeds[0])[2:], *study.model.cells[cell].rl, *ALL_VARIANTS[variant],
-                     "--output_dir", str(study.out / "check")]  # fmt: skip
+            flags = [*study.base(seeds[0])[2:], *study.model.cells[cell].start, *study.model.cells[cell].rl,
+                     *ALL_VARIANTS[variant], "--output_dir", str(study.out / "check")]  # fmt: skip
             try:
                 training_config(load_recipe(DEMO_RECIPE, flags))
             except (RecipeError, ValueError) as error:
@@ -416,8 +417,11 @@ def tables(results: dict[str, dict[str, dict[int, dict[str, Any]]]]) -> tuple[st
     for cell, runs in results.items():
         summary = summaries[cell] = summarise(runs)
         start = [r["before"] for r in next(iter(runs.values())).values()]
+        steps = sorted({r["steps"] for by_seed in runs.values() for r in by_seed.values()})
         lines += [
             f"### {cell}",
+            "",
+            f"RL steps per run: {', '.join(map(str, steps))}",
             "",
             _row("variant", "collapsed", "collapse steps", "reasons", "held-out accuracy", "held-out format"),
             _row(*["---"] * 6),
@@ -498,6 +502,7 @@ def _serialisable(summaries: dict[str, Any], results: dict[str, Any]) -> dict[st
                     "collapse": dataclasses.asdict(r["collapse"]) if r["collapse"] else None,
                     "accuracy": r["accuracy"],
                     "formatting": r["formatting"],
+                    "steps": r["steps"],
                 }
                 for seed, r in by_seed.items()
             }
