@@ -529,7 +529,7 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]
     parser.add_argument("--seeds", nargs="+", type=int)
     parser.add_argument("--steps", type=int, help="RL steps per run (tiny-demo default 80)")
     parser.add_argument("--budget_minutes", type=float, help="smollm2-135m: RL minutes per run (default 30)")
-    parser.add_argument("--quick", action="store_true", help="a small set that fits in about 10 minutes")
+    parser.add_argument("--quick", action="store_true", help="a small set: ~10 min (demo), ~15 (SmolLM2)")
     parser.add_argument("--out", help="run directory (reused: finished runs are not redone)")
     parser.add_argument("--plots", default=str(Path(__file__).parent), help="where the figures go")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time, one CPU thread each if > 1")
@@ -566,7 +566,7 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]
         args.steps = 80
     if args.steps is None and args.budget_minutes is None:
         args.budget_minutes = 30.0
-    clashes = flag_names(extra) & (OWN_FIELDS | {"max_steps"})
+    clashes = flag_names(extra) & OWN_FIELDS
     set_here = {n for c in args.cells for n in flag_names(model.cells[c].rl + model.cells[c].start)}
     set_here |= {n for v in args.variants for n in flag_names(ALL_VARIANTS[v])}
     clashes |= flag_names(extra) & set_here
@@ -588,6 +588,7 @@ def main(argv: list[str] | None = None) -> None:
     results = study.run_all(args.seeds, args.jobs)
     text, summaries = tables(results)
     prefix = "stability" if args.model == "tiny-demo" else "stability_smollm2"
+    Path(args.plots).mkdir(parents=True, exist_ok=True)
     for cell, runs in results.items():
         plot(cell, runs, Path(args.plots) / f"{prefix}_{cell}.png")
     (args.out / "stability.md").write_text(text)
