@@ -18,14 +18,12 @@ rl_start/), so they differ only in the RL algorithm.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import statistics
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from functools import partial
 from pathlib import Path
+
+from _runs import DEMO_RECIPE, after_first, from_start, smoothed, threads_per_run, train
 
 VARIANTS = {
     "gtpo_paper": [],
@@ -36,12 +34,6 @@ VARIANTS = {
     "gamma_0": ["--gamma", "0"],
     "position": ["--conflict_mode", "position"],
 }
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def smoothed(values: list[float], window: int = 10) -> list[float]:
-    """Trailing moving average (training metrics come from one small batch per step)."""
-    return [statistics.mean(values[max(0, i - window + 1) : i + 1]) for i in range(len(values))]
 
 
 def collapsed(metrics: list[dict]) -> bool:
@@ -64,22 +56,14 @@ def collapsed(metrics: list[dict]) -> bool:
 def run(variant: str, seed: int, out: Path, extra: list[str], threads: int | None) -> dict:
     """One training run (reused if its summary exists); all variants of a seed share a warm start."""
     run_dir = out / f"{variant}_seed{seed}"
-    if not (run_dir / "summary.json").exists():
-        command = [sys.executable, "-m", "gtpo.cli", "train", "--config", str(ROOT / "configs" / "demo.yaml"),
-                   "--seed", str(seed), "--output_dir", str(run_dir), "--logging_steps", "1",
-                   *VARIANTS[variant], *extra]  # fmt: skip
-        finished = [d for d in sorted(out.glob(f"*_seed{seed}")) if (d / "summary.json").exists()]
-        shared_start = [d / "rl_start" for d in finished if (d / "rl_start" / "config.json").exists()]
-        if shared_start:  # its evaluation before RL is the seed's first run's
-            command += ["--model_name_or_path", str(shared_start[0]), "--warm_start.steps", "0",
-                        "--evaluation.before_training", "false"]  # fmt: skip
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
-        result = subprocess.run(command, capture_output=True, text=True, env=env)
-        if result.returncode != 0:
-            raise SystemExit(f"{variant} seed {seed} failed:\n{result.stderr[-3000:]}")
-    summary = json.loads((run_dir / "summary.json").read_text())
-    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return {"summary": summary, "metrics": metrics, "collapsed": collapsed(metrics)}
+    flags = ["--config", str(DEMO_RECIPE), "--seed", str(seed), "--logging_steps", "1"]
+    flags += [*VARIANTS[variant], *extra]
+    finished = [d for d in sorted(out.glob(f"*_seed{seed}")) if (d / "summary.json").exists()]
+    shared_start = [d / "rl_start" for d in finished if (d / "rl_start" / "config.json").exists()]
+    if shared_start and not (run_dir / "summary.json").exists():
+        flags += from_start(shared_start[0])
+    result = train(run_dir, flags, threads)
+    return {**result, "collapsed": collapsed(result["metrics"])}
 
 
 PLOTS = {
@@ -120,18 +104,14 @@ def plot(results: dict[str, list[dict]], out: Path) -> None:
 def run_all(variants: list[str], seeds: list[int], out: Path, extra: list[str], jobs: int) -> dict:
     """Every (variant, seed) run, `jobs` at a time (one thread each when jobs > 1); the other
     variants of a seed start once its first run has saved the shared warm start."""
-    threads = 1 if jobs > 1 else None
-    results = {}
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        first = {pool.submit(run, variants[0], seed, out, extra, threads): seed for seed in seeds}
-        rest = {}
-        for future in as_completed(first):
-            seed = first[future]
-            results[variants[0], seed] = future.result()
-            for variant in variants[1:]:
-                rest[pool.submit(run, variant, seed, out, extra, threads)] = (variant, seed)
-        for future in as_completed(rest):
-            results[rest[future]] = future.result()
+    threads = threads_per_run(jobs)
+    firsts, rest = after_first(
+        seeds,
+        lambda seed: run(variants[0], seed, out, extra, threads),
+        lambda seed, _: {(v, seed): partial(run, v, seed, out, extra, threads) for v in variants[1:]},
+        jobs,
+    )
+    results = {**{(variants[0], seed): r for seed, r in firsts.items()}, **rest}
     for seed in seeds:  # runs from the shared start skip the evaluation before RL: same start, same scores
         of_seed = [r for (_, s), r in results.items() if s == seed]
         before = next(r["summary"]["before"] for r in of_seed if "before" in r["summary"])

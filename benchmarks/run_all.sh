@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Regenerates every figure in benchmarks/RESULTS.md on CPU: conflict detection (full grid), training
 # step (demo and ~100M models), peak memory by vocabulary and length, learning (7 variants x 3 seeds,
-# two runs at a time). About 1 h 40 min on 2 CPU cores. Prints the tables; the plots go to
-# benchmarks/memory.png and benchmarks/learning_{main,ablations}.png.
+# two runs at a time), stability (3 cells x 6 variants x 5 seeds on the demo model; GTPO and GRPO on
+# SmolLM2-135M, 30 minutes of RL a run). About 5 hours on 2 CPU cores. Prints the tables; the plots go
+# to benchmarks/memory.png, benchmarks/learning_{main,ablations}.png and benchmarks/stability_*.png.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python benchmarks/conflict_detection.py --grid full --repeats 1
@@ -11,3 +12,5 @@ python benchmarks/training_step.py --sizes 100m --steps 6 --warmup 1
 python benchmarks/training_step.py --composed --sizes demo --steps 12 --warmup 2
 python benchmarks/memory.py --plot benchmarks/memory.png
 python benchmarks/learning.py --jobs 2 --out runs/learning
+python benchmarks/stability.py --jobs 2 --out runs/stability
+python benchmarks/stability.py --jobs 2 --model smollm2-135m --out runs/stability_smollm2

@@ -1,0 +1,600 @@
+"""Collapse study: where GTPO beats GRPO, and where it does not.
+
+A sweep of stress cells (the demo recipe, configs/demo.yaml, with one setting pushed: RL learning
+rate, sampling temperature, group size, completion length limit, updates per batch, a format still
+fragile when RL starts) for the variants below, over several seeds. All variants of one seed (and
+one warm start) start RL from the same saved policy, `rl_start/` of a start run made once per seed,
+so they differ only in the RL algorithm. `--model smollm2-135m` runs the pretrained
+SmolLM2-135M-Instruct on the same arithmetic task instead (GTPO against GRPO beta 0, steps chosen
+from a time budget per run).
+
+Collapse, fixed before any result was seen and applied the same way to every run. Each training
+metric below is read from metrics.jsonl (one record per RL step) as a 10-step trailing mean, from
+the 10th step on (so one lucky first batch is no "best"); a run collapsed at the first step of the
+first stretch of K = 10 consecutive steps on which one of these holds:
+  * length:     completions/clipped_ratio > 0.5 (most completions stop at the length limit);
+  * formatting: formatting (share of completions with the full format reward) < 0.5, once it has
+                been >= 0.5 in an earlier step (the format was held, then lost);
+  * accuracy:   accuracy (share of completions rewarded correct) < half its best so far, once that
+                best is >= 0.1.
+A run that none of these fired on still collapsed ("held-out formatting", no step) if its greedy
+held-out formatting after RL is below half its value before RL (the policy lost the format under
+greedy decoding while sampling kept it). Entropy is plotted but is no part of the rule: GTPO's gate
+acts on that very quantity, so a rule on it would favour GTPO by construction.
+
+Reported per cell and variant: collapse rate, collapse steps, held-out accuracy and formatting after
+RL (mean +- std over seeds), and for each variant against its baseline (PAIRS) the per-seed paired
+difference with a 95% percentile bootstrap interval of its mean (10,000 resamples, numpy, seed 0).
+Plots, one per cell: mean length, formatting, entropy and training accuracy over steps, one column
+per variant, one thin line per seed (10-step trailing mean), a cross where a run collapsed.
+
+    python benchmarks/stability.py --jobs 2                  # default cells, 6 variants, seeds 0-4
+    python benchmarks/stability.py --jobs 2 --quick          # 1 cell, GRPO beta 0 vs GTPO, 3 seeds
+    python benchmarks/stability.py --jobs 2 --cells all --loss_types
+    python benchmarks/stability.py --jobs 2 --model smollm2-135m --budget_minutes 30
+
+Flags it does not know go to every `gtpo train` (e.g. `--dataset.limit 1000`), unless the script
+itself sets that field, which is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import math
+import statistics
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from _runs import DEMO_RECIPE, after_first, from_start, smoothed, threads_per_run, train
+
+# The collapse rule (see the module docstring); changing any of these changes the study.
+WINDOW = 10
+CONSECUTIVE = 10
+CLIPPED_MAX = 0.5
+FORMAT_FLOOR = 0.5
+ACCURACY_FRACTION = 0.5
+ACCURACY_MIN_BEST = 0.1
+HELD_OUT_FORMAT_FRACTION = 0.5
+
+BOOTSTRAP_RESAMPLES = 10_000
+BOOTSTRAP_SEED = 0
+
+VARIANTS: dict[str, tuple[str, ...]] = {
+    # TRL's default loss_type is "dapo"; the GRPO baselines use GRPO's own, as GTPO does.
+    "grpo_beta0": ("--algorithm", "grpo", "--loss_type", "grpo"),
+    "grpo_beta0.04": ("--algorithm", "grpo", "--loss_type", "grpo", "--beta", "0.04"),
+    "gtpo_paper": ("--preset", "paper"),
+    "gtpo_official": ("--preset", "official"),
+    "conflict_only": ("--entropy_gate", "off", "--gamma", "0"),
+    "entropy_only": ("--positive_weight", "1", "--negative_weight", "1"),
+}
+# GTPO on TRL's other loss types (needs the token-level GTPO of issue 10): DAPO's token-level
+# normalisation with its clip-higher epsilon, Dr. GRPO's constant normaliser without std scaling.
+LOSS_TYPE_VARIANTS: dict[str, tuple[str, ...]] = {
+    "dapo": ("--algorithm", "grpo", "--loss_type", "dapo", "--epsilon_high", "0.28"),
+    "dapo_gtpo": ("--loss_type", "dapo", "--epsilon_high", "0.28"),
+    "dr_grpo": ("--algorithm", "grpo", "--loss_type", "dr_grpo", "--scale_rewards", "none"),
+    "dr_grpo_gtpo": ("--loss_type", "dr_grpo", "--scale_rewards", "none"),
+}
+ALL_VARIANTS = {**VARIANTS, **LOSS_TYPE_VARIANTS}
+# variant -> the baseline its paired difference is taken against
+PAIRS = {
+    "grpo_beta0.04": "grpo_beta0",
+    "gtpo_paper": "grpo_beta0",
+    "gtpo_official": "grpo_beta0",
+    "conflict_only": "grpo_beta0",
+    "entropy_only": "grpo_beta0",
+    "dapo_gtpo": "dapo",
+    "dr_grpo_gtpo": "dr_grpo",
+}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One stress setting: flags for the RL runs and, when it changes the warm start, for it."""
+
+    rl: tuple[str, ...] = ()
+    start: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Model:
+    """A model the study runs: flags over configs/demo.yaml, its cells, defaults, start steps."""
+
+    flags: tuple[str, ...]
+    cells: dict[str, Cell]
+    default_cells: tuple[str, ...]
+    default_variants: tuple[str, ...]
+    default_seeds: tuple[int, ...]
+    start_steps: int  # RL steps of the start run (its step times set the budgeted steps)
+    default_out: str
+
+
+DEMO_CELLS = {
+    "base": Cell(),  # the demo's own settings: learning rate 1e-4, temperature 1, G = 8, 40 tokens
+    "lr_3e-4": Cell(("--learning_rate", "3e-4")),
+    "lr_1e-3": Cell(("--learning_rate", "1e-3")),
+    "temperature_1.5": Cell(("--temperature", "1.5")),
+    "group_16": Cell(("--num_generations", "16")),  # 2 prompts x 16 per step: same batch of 32
+    "length_20": Cell(("--max_completion_length", "20")),
+    "length_96": Cell(("--max_completion_length", "96")),
+    "iterations_4": Cell(("--num_iterations", "4")),  # 4 updates per generated batch: off-policy
+    "fragile_format": Cell(start=("--warm_start.steps", "100")),  # format still fragile at RL start
+}
+SMOLLM2_CELLS = {
+    "base": Cell(),  # learning rate 1e-5, temperature 1, G = 8, 64 tokens
+    "lr_1e-4": Cell(("--learning_rate", "1e-4")),
+    "temperature_1.5": Cell(("--temperature", "1.5")),
+}
+SMOLLM2_FLAGS = (
+    "--model_name_or_path", "smollm2-135m", "--warm_start.steps", "30", "--warm_start.batch_size", "8",
+    "--warm_start.learning_rate", "5e-5", "--per_device_train_batch_size", "16",
+    "--max_completion_length", "64",
+    "--learning_rate", "1e-5", "--evaluation.max_new_tokens", "64", "--evaluation.batch_size", "25",
+    "--evaluation.dataset.limit", "100",
+)  # fmt: skip
+MODELS = {
+    "tiny-demo": Model(
+        flags=(),
+        cells=DEMO_CELLS,
+        default_cells=("lr_1e-3", "temperature_1.5", "group_16"),
+        default_variants=tuple(VARIANTS),
+        default_seeds=(0, 1, 2, 3, 4),
+        start_steps=1,
+        default_out="runs/stability",
+    ),
+    # A short warm start teaches the format partly; 2 prompts x 8 completions per RL step.
+    "smollm2-135m": Model(
+        flags=SMOLLM2_FLAGS,
+        cells=SMOLLM2_CELLS,
+        default_cells=("lr_1e-4",),
+        default_variants=("grpo_beta0", "gtpo_paper"),
+        default_seeds=(0, 1),
+        start_steps=3,
+        default_out="runs/stability_smollm2",
+    ),
+}
+QUICK = {"cells": ["lr_1e-3"], "variants": ["grpo_beta0", "gtpo_paper"], "seeds": [0, 1, 2], "steps": 50}
+SMOLLM2_QUICK = {"seeds": [0], "budget_minutes": 3.0}
+# Fields the script sets on every run: given as extra flags they would be overridden or contradict it.
+OWN_FIELDS = {"config", "seed", "max_steps", "logging_steps", "save_strategy", "output_dir"}
+
+
+# ------------------------------------------------------------------------------------------------
+# The collapse rule and the statistics (pure functions of metric records)
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Collapse:
+    reason: str  # "length", "formatting", "accuracy" or "held-out formatting"
+    step: int | None  # first step of the stretch that fired; None for "held-out formatting"
+
+
+def first_stretch(steps: list[int], flags: list[bool], length: int = CONSECUTIVE) -> int | None:
+    """The step that begins the first run of `length` consecutive true flags, or None."""
+    count = 0
+    for index, flag in enumerate(flags):
+        count = count + 1 if flag else 0
+        if count == length:
+            return steps[index - length + 1]
+    return None
+
+
+def _series(metrics: list[dict[str, Any]], key: str, full: bool = False) -> tuple[list[int], list[float]]:
+    """Steps and 10-step trailing means of one metric; with `full`, only the means of 10 steps."""
+    records = [m for m in metrics if key in m and "step" in m]
+    first = WINDOW - 1 if full else 0
+    steps = [int(m["step"]) for m in records]
+    return steps[first:], smoothed([float(m[key]) for m in records], WINDOW)[first:]
+
+
+def collapse(
+    metrics: list[dict[str, Any]],
+    before_formatting: float | None = None,
+    after_formatting: float | None = None,
+) -> Collapse | None:
+    """Whether and where a run collapsed, by the rule in the module docstring (earliest criterion
+    wins; on a tie: length, formatting, accuracy)."""
+    steps, clipped = _series(metrics, "completions/clipped_ratio", full=True)
+    length = first_stretch(steps, [c > CLIPPED_MAX for c in clipped])
+    steps, formatting = _series(metrics, "formatting", full=True)
+    held = [any(f >= FORMAT_FLOOR for f in formatting[:i]) for i in range(len(formatting))]
+    lost = first_stretch(steps, [h and f < FORMAT_FLOOR for h, f in zip(held, formatting, strict=True)])
+    steps, accuracy = _series(metrics, "accuracy", full=True)
+    best = list(itertools.accumulate(accuracy, max))
+    fell = [b >= ACCURACY_MIN_BEST and a < ACCURACY_FRACTION * b for a, b in zip(accuracy, best, strict=True)]
+    fired = [("length", length), ("formatting", lost), ("accuracy", first_stretch(steps, fell))]
+    found = [(step, order, reason) for order, (reason, step) in enumerate(fired) if step is not None]
+    if found:
+        step, _, reason = min(found)
+        return Collapse(reason, step)
+    if (
+        before_formatting is not None
+        and after_formatting is not None
+        and after_formatting < HELD_OUT_FORMAT_FRACTION * before_formatting
+    ):
+        return Collapse("held-out formatting", None)
+    return None
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def paired_differences(values: dict[int, float], baseline: dict[int, float]) -> dict[int, float]:
+    """values[seed] - baseline[seed] for every seed; both must hold the same seeds."""
+    if set(values) != set(baseline):
+        raise ValueError(
+            f"paired differences need the same seeds, got {sorted(values)} and {sorted(baseline)}"
+        )
+    return {seed: values[seed] - baseline[seed] for seed in sorted(values)}
+
+
+def bootstrap_ci(
+    values: list[float], level: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of `values` (resampled with replacement)."""
+    if not values:
+        raise ValueError("bootstrap_ci needs at least one value")
+    data = np.asarray(values, dtype=float)
+    draws = np.random.default_rng(seed).integers(0, len(data), size=(resamples, len(data)))
+    means = data[draws].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def _value(run: dict[str, Any], metric: str) -> float:
+    """A run's held-out accuracy or formatting, or 1.0 / 0.0 for collapsed or not."""
+    return float(run["collapse"] is not None) if metric == "collapsed" else float(run[metric])
+
+
+def summarise(runs: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
+    """Per variant: collapse rate and steps, held-out accuracy and formatting (mean, std); per
+    paired variant: differences against its baseline by seed, their mean and bootstrap interval.
+    `runs[variant][seed]` holds "collapse" (Collapse | None), "accuracy" and "formatting"."""
+    variants = {}
+    for variant, by_seed in runs.items():
+        collapses = [r["collapse"] for r in by_seed.values()]
+        variants[variant] = {
+            "collapsed": sum(c is not None for c in collapses),
+            "runs": len(collapses),
+            "steps": sorted(c.step for c in collapses if c is not None and c.step is not None),
+            "reasons": sorted(c.reason for c in collapses if c is not None),
+            "accuracy": mean_std([r["accuracy"] for r in by_seed.values()]),
+            "formatting": mean_std([r["formatting"] for r in by_seed.values()]),
+        }
+    pairs = {}
+    for variant, baseline in PAIRS.items():
+        if variant not in runs or baseline not in runs:
+            continue
+        pairs[variant] = {"baseline": baseline}
+        for metric in ("accuracy", "formatting", "collapsed"):
+            differences = paired_differences(
+                {s: _value(r, metric) for s, r in runs[variant].items()},
+                {s: _value(r, metric) for s, r in runs[baseline].items()},
+            )
+            pairs[variant][metric] = {
+                "by_seed": differences,
+                "mean": statistics.mean(differences.values()),
+                "ci": bootstrap_ci(list(differences.values())),
+            }
+    return {"variants": variants, "pairs": pairs}
+
+
+# ------------------------------------------------------------------------------------------------
+# Runs
+# ------------------------------------------------------------------------------------------------
+
+
+def flag_names(flags: list[str] | tuple[str, ...]) -> set[str]:
+    """Field names set by `--name value` / `--name=value` flags."""
+    return {f[2:].split("=", 1)[0] for f in flags if f.startswith("--")}
+
+
+def run_once(run_dir: Path, flags: list[str], threads: int | None) -> dict[str, Any]:
+    """`train` that refuses to reuse a finished run made with other flags."""
+    record = run_dir / "flags.json"
+    if (run_dir / "summary.json").exists() and record.exists() and json.loads(record.read_text()) != flags:
+        raise SystemExit(f"{run_dir}: made with other settings; delete it or choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(flags))
+    return train(run_dir, flags, threads)
+
+
+def budget_steps(start_metrics: list[dict[str, Any]], budget_s: float) -> int:
+    """RL steps that fit in budget_s at the start run's median step time."""
+    times = [float(m["step_time"]) for m in start_metrics if "step_time" in m]
+    if not times:
+        raise SystemExit("the start run logged no step_time: cannot turn --budget_minutes into steps")
+    return max(1, int(budget_s / statistics.median(times)))
+
+
+@dataclass
+class Study:
+    model: Model
+    cells: list[str]
+    variants: list[str]
+    out: Path
+    extra: list[str]
+    steps: int | None
+    budget_s: float | None
+    threads: int | None
+
+    def base(self, seed: int) -> list[str]:
+        return ["--config", str(DEMO_RECIPE), *self.model.flags, "--seed", str(seed), "--logging_steps", "1",
+                "--save_strategy", "no", *self.extra]  # fmt: skip
+
+    def start(self, key: tuple[int, tuple[str, ...]]) -> dict[str, Any]:
+        """The start run of a seed (and warm start): warm start, evaluation before RL, rl_start/."""
+        seed, start_flags = key
+        name = "_".join([f"seed{seed}", *(f.lstrip("-").replace(".", "_") for f in start_flags)])
+        run_dir = self.out / "starts" / name
+        flags = [*self.base(seed), *start_flags, "--max_steps", str(self.model.start_steps)]
+        return {**run_once(run_dir, flags, self.threads), "rl_start": run_dir / "rl_start"}
+
+    def run(self, cell: str, variant: str, seed: int, start: dict[str, Any]) -> dict[str, Any]:
+        steps = self.steps if self.steps is not None else budget_steps(start["metrics"], self.budget_s or 0.0)
+        flags = [*self.base(seed), *self.model.cells[cell].rl, *ALL_VARIANTS[variant],
+                 *from_start(start["rl_start"]), "--max_steps", str(steps)]  # fmt: skip
+        run_dir = self.out / cell / f"{variant}_seed{seed}"
+        result = run_once(run_dir, flags, self.threads)
+        before = start["summary"]["before"]
+        after = result["summary"]["after"]
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        return {
+            "metrics": result["metrics"],
+            "collapse": collapse(result["metrics"], before["formatting"], after["formatting"]),
+            "accuracy": after["accuracy"],
+            "formatting": after["formatting"],
+            "before": before,
+            "steps": steps,
+            "length_limit": config["training"].get("max_completion_length"),
+        }
+
+    def run_all(self, seeds: list[int], jobs: int) -> dict[str, dict[str, dict[int, dict[str, Any]]]]:
+        """results[cell][variant][seed], start runs first, `jobs` runs at a time."""
+        keys = sorted({(seed, self.model.cells[c].start) for seed in seeds for c in self.cells})
+
+        def of_start(key: tuple[int, tuple[str, ...]], start: dict[str, Any]) -> dict:
+            seed, start_flags = key
+            return {
+                (cell, variant, seed): partial(self.run, cell, variant, seed, start)
+                for cell in self.cells
+                if self.model.cells[cell].start == start_flags
+                for variant in self.variants
+            }
+
+        _, results = after_first(keys, self.start, of_start, jobs)
+        return {c: {v: {s: results[c, v, s] for s in seeds} for v in self.variants} for c in self.cells}
+
+
+def check_runs(study: Study, seeds: list[int]) -> None:
+    """Every recipe the study would run is valid (names, values, GTPOConfig), before anything runs."""
+    from gtpo.pipeline import training_config
+    from gtpo.recipe import RecipeError, load_recipe
+
+    for cell in study.cells:
+        for variant in study.variants:
+            flags = [*study.base(seeds[0])[2:], *study.model.cells[cell].start, *study.model.cells[cell].rl,
+                     *ALL_VARIANTS[variant], "--output_dir", str(study.out / "check")]  # fmt: skip
+            try:
+                training_config(load_recipe(DEMO_RECIPE, flags))
+            except (RecipeError, ValueError) as error:
+                hint = (
+                    " (the loss-type variants need GTPO on TRL's loss types)"
+                    if variant in LOSS_TYPE_VARIANTS
+                    else ""
+                )
+                raise SystemExit(f"cell {cell}, variant {variant}: {error}{hint}") from None
+
+
+# ------------------------------------------------------------------------------------------------
+# Tables and plots
+# ------------------------------------------------------------------------------------------------
+
+
+def _pm(pair: tuple[float, float]) -> str:
+    return f"{pair[0]:.3f} ± {pair[1]:.3f}"
+
+
+def _row(*cells: object) -> str:
+    return "| " + " | ".join(map(str, cells)) + " |"
+
+
+def tables(results: dict[str, dict[str, dict[int, dict[str, Any]]]]) -> tuple[str, dict[str, Any]]:
+    """Markdown tables per cell and the JSON-ready summaries."""
+    lines, summaries = [], {}
+    for cell, runs in results.items():
+        summary = summaries[cell] = summarise(runs)
+        start = [r["before"] for r in next(iter(runs.values())).values()]
+        steps = sorted({r["steps"] for by_seed in runs.values() for r in by_seed.values()})
+        lines += [
+            f"### {cell}",
+            "",
+            f"RL steps per run: {', '.join(map(str, steps))}",
+            "",
+            _row("variant", "collapsed", "collapse steps", "reasons", "held-out accuracy", "held-out format"),
+            _row(*["---"] * 6),
+            _row("RL start", "", "", "", _pm(mean_std([b["accuracy"] for b in start])),
+                 _pm(mean_std([b["formatting"] for b in start]))),
+        ]  # fmt: skip
+        for variant, row in summary["variants"].items():
+            lines.append(
+                _row(variant, f"{row['collapsed']}/{row['runs']}", ", ".join(map(str, row["steps"])) or "-",
+                     ", ".join(row["reasons"]) or "-", _pm(row["accuracy"]), _pm(row["formatting"]))
+            )  # fmt: skip
+        if summary["pairs"]:
+            metrics = ("accuracy", "formatting", "collapsed")
+            lines += ["", _row("variant - baseline", *(f"{m} [95% CI]" for m in metrics)), _row(*["---"] * 4)]
+            for variant, pair in summary["pairs"].items():
+                differences = [pair[m] for m in metrics]
+                lines.append(
+                    _row(f"{variant} - {pair['baseline']}",
+                         *(f"{d['mean']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]" for d in differences))
+                )  # fmt: skip
+        lines.append("")
+    return "\n".join(lines), summaries
+
+
+PLOTTED = (
+    ("completions/mean_length", "mean length"),
+    ("formatting", "formatting"),
+    ("entropy", "entropy"),
+    ("accuracy", "training accuracy"),
+)
+
+
+def plot(cell: str, runs: dict[str, dict[int, dict[str, Any]]], path: Path) -> None:
+    """One row per metric, one column per variant, one thin line per seed; x where it collapsed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = (2.6 * len(runs) + 0.6, 8)
+    figure, axes = plt.subplots(len(PLOTTED), len(runs), figsize=size, sharex=True, sharey="row")
+    axes = np.asarray(axes).reshape(len(PLOTTED), len(runs))
+    for column, (variant, by_seed) in enumerate(runs.items()):
+        for row, (key, label) in enumerate(PLOTTED):
+            axis = axes[row][column]
+            for seed, result in by_seed.items():
+                steps, values = _series(result["metrics"], key)
+                (line,) = axis.plot(steps, values, linewidth=0.8, alpha=0.8, label=f"seed {seed}")
+                stop = result["collapse"]
+                if stop is not None and stop.step in steps:
+                    axis.plot(stop.step, values[steps.index(stop.step)], "x", color=line.get_color())
+            if key == "completions/mean_length":
+                limit = next(iter(by_seed.values()))["length_limit"]
+                if limit:
+                    axis.axhline(limit, color="grey", linestyle=":", linewidth=1)
+            if key == "entropy":
+                axis.axhline(math.log(2), color="grey", linestyle=":", linewidth=1)
+            if row == 0:
+                axis.set_title(variant, fontsize=9)
+            if column == 0:
+                axis.set_ylabel(label, fontsize=8)
+            if row == len(PLOTTED) - 1:
+                axis.set_xlabel("step", fontsize=8)
+            axis.tick_params(labelsize=7)
+            axis.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=6)
+    figure.suptitle(f"stability, cell {cell} ({WINDOW}-step trailing means)", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def _serialisable(summaries: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
+    runs = {
+        cell: {
+            variant: {
+                str(seed): {
+                    "collapse": dataclasses.asdict(r["collapse"]) if r["collapse"] else None,
+                    "accuracy": r["accuracy"],
+                    "formatting": r["formatting"],
+                    "steps": r["steps"],
+                }
+                for seed, r in by_seed.items()
+            }
+            for variant, by_seed in by_variant.items()
+        }
+        for cell, by_variant in results.items()
+    }
+    return {"summaries": summaries, "runs": runs}
+
+
+# ------------------------------------------------------------------------------------------------
+# Command line
+# ------------------------------------------------------------------------------------------------
+
+
+def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="tiny-demo", choices=sorted(MODELS))
+    parser.add_argument(
+        "--cells", nargs="+", help="stress cells, or 'all' (default: the model's default set)"
+    )
+    parser.add_argument("--variants", nargs="+", choices=sorted(ALL_VARIANTS))
+    parser.add_argument("--loss_types", action="store_true", help="add DAPO, Dr. GRPO and GTPO on each")
+    parser.add_argument("--seeds", nargs="+", type=int)
+    parser.add_argument("--steps", type=int, help="RL steps per run (tiny-demo default 80)")
+    parser.add_argument("--budget_minutes", type=float, help="smollm2-135m: RL minutes per run (default 30)")
+    parser.add_argument("--quick", action="store_true", help="a small set: ~10 min (demo), ~15 (SmolLM2)")
+    parser.add_argument("--out", help="run directory (reused: finished runs are not redone)")
+    parser.add_argument("--plots", default=str(Path(__file__).parent), help="where the figures go")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time, one CPU thread each if > 1")
+    args, extra = parser.parse_known_args(argv)
+    model = MODELS[args.model]
+    smollm2 = args.model == "smollm2-135m"
+    if args.quick:
+        for name, value in (SMOLLM2_QUICK if smollm2 else QUICK).items():
+            if getattr(args, name) is None and not (name == "budget_minutes" and args.steps is not None):
+                setattr(args, name, value)
+    if args.cells in (None, ["all"]):
+        args.cells = list(model.cells) if args.cells else list(model.default_cells)
+    unknown = [c for c in args.cells if c not in model.cells]
+    if unknown:
+        parser.error(
+            f"--cells: unknown cell {unknown[0]!r} for {args.model}; known: {', '.join(model.cells)}, all"
+        )
+    if args.variants is None:
+        args.variants = list(model.default_variants) + (list(LOSS_TYPE_VARIANTS) if args.loss_types else [])
+    elif args.loss_types:
+        parser.error("--loss_types adds to the default variants; with --variants, name them there")
+    args.seeds = args.seeds if args.seeds is not None else list(model.default_seeds)
+    if len(set(args.seeds)) != len(args.seeds):
+        parser.error(f"--seeds: each seed once, got {args.seeds}")
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
+    if args.steps is not None and args.steps < 1:
+        parser.error(f"--steps must be >= 1, got {args.steps}")
+    if args.budget_minutes is not None and (not smollm2 or args.steps is not None):
+        parser.error("--budget_minutes: only with --model smollm2-135m and without --steps")
+    if args.budget_minutes is not None and not args.budget_minutes > 0:
+        parser.error(f"--budget_minutes must be > 0, got {args.budget_minutes}")
+    if args.steps is None and not smollm2:
+        args.steps = 80
+    if args.steps is None and args.budget_minutes is None:
+        args.budget_minutes = 30.0
+    clashes = flag_names(extra) & OWN_FIELDS
+    set_here = {n for c in args.cells for n in flag_names(model.cells[c].rl + model.cells[c].start)}
+    set_here |= {n for v in args.variants for n in flag_names(ALL_VARIANTS[v])}
+    clashes |= flag_names(extra) & set_here
+    if clashes:
+        parser.error(f"--{sorted(clashes)[0]}: set by this script (cells, variants, --seeds, --steps, --out)")
+    args.out = Path(args.out or model.default_out)
+    return args, extra
+
+
+def main(argv: list[str] | None = None) -> None:
+    args, extra = parse(argv)
+    model = MODELS[args.model]
+    budget_s = args.budget_minutes * 60 if args.budget_minutes is not None else None
+    study = Study(
+        model, args.cells, args.variants, args.out, extra, args.steps, budget_s, threads_per_run(args.jobs)
+    )
+    check_runs(study, args.seeds)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = study.run_all(args.seeds, args.jobs)
+    text, summaries = tables(results)
+    prefix = "stability" if args.model == "tiny-demo" else "stability_smollm2"
+    Path(args.plots).mkdir(parents=True, exist_ok=True)
+    for cell, runs in results.items():
+        plot(cell, runs, Path(args.plots) / f"{prefix}_{cell}.png")
+    (args.out / "stability.md").write_text(text)
+    (args.out / "stability.json").write_text(json.dumps(_serialisable(summaries, results), indent=1))
+    print(text, flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""benchmarks/stability.py without training: the collapse rule, paired differences and bootstrap
+intervals on crafted metric records with hand-computed answers, the command line's refusals, and
+every recipe the sweep would run being valid."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def stability():
+    """benchmarks/stability.py as a module (benchmarks/ is not a package; it imports _runs)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location("benchmark_stability", BENCHMARKS / "stability.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # its dataclasses look their module up there
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return module
+
+
+def records(**series: list[float]) -> list[dict]:
+    """One metrics.jsonl record per step (steps from 1), with the given keys."""
+    length = len(next(iter(series.values())))
+    return [{"step": i + 1, **{key.replace("__", "/"): values[i] for key, values in series.items()}}
+            for i in range(length)]  # fmt: skip
+
+
+def test_first_stretch(stability):
+    steps = [1, 2, 3, 4, 5, 6]
+    flags = [True, False, True, True, True, False]
+    assert stability.first_stretch(steps, flags, 3) == 3
+    assert stability.first_stretch(steps, flags, 4) is None
+    assert stability.first_stretch([], [], 1) is None
+
+
+def test_length_collapse(stability):
+    # 10-step means of the clipped share pass 0.5 when 6 of the last 10 steps are clipped: index 25.
+    clipped = [0.0] * 20 + [1.0] * 30
+    metrics = records(completions__clipped_ratio=clipped, formatting=[1.0] * 50, accuracy=[0.5] * 50)
+    assert stability.collapse(metrics) == stability.Collapse("length", 26)
+    # Clipped on 9 steps only, then short again: the 10-step mean passes 0.5 on 8 steps, not 10.
+    metrics = records(completions__clipped_ratio=[0.0] * 20 + [1.0] * 9 + [0.0] * 21, accuracy=[0.5] * 50)
+    assert stability.collapse(metrics) is None
+
+
+def test_formatting_collapse_only_after_the_format_was_held(stability):
+    # Low from the start is not a collapse; the mean first reaches 0.52 at index 18 (6 x 0.2 + 4 x 1),
+    # then after the fall it drops below 0.5 at index 30 (4 of the last 10 formatted).
+    formatting = [0.2] * 15 + [1.0] * 10 + [0.0] * 30
+    metrics = records(formatting=formatting, accuracy=[0.0] * 55, completions__clipped_ratio=[0.0] * 55)
+    assert stability.collapse(metrics) == stability.Collapse("formatting", 31)
+    assert stability.collapse(records(formatting=[0.2] * 55)) is None
+
+
+def test_accuracy_collapse(stability):
+    # Best 0.4; with k steps at 0.1 in the window the mean is 0.4 - 0.03 k, below 0.2 from k = 7.
+    metrics = records(accuracy=[0.4] * 20 + [0.1] * 30, formatting=[1.0] * 50)
+    assert stability.collapse(metrics) == stability.Collapse("accuracy", 27)
+    # A best under 0.1 never counts.
+    assert stability.collapse(records(accuracy=[0.08] * 20 + [0.0] * 30)) is None
+
+
+def test_the_rule_reads_full_windows_only(stability):
+    # One lucky first batch: its 1-step mean (1.0) would be the best and 0.15 later less than half
+    # of it; from the 10th step on the best is (1 + 9 x 0.15) / 10 = 0.235, and 0.15 is not below half.
+    assert stability.collapse(records(accuracy=[1.0] + [0.15] * 40)) is None
+    held_best = records(accuracy=[1.0] * 10 + [0.15] * 40)  # below half from 6 low steps in 10
+    assert stability.collapse(held_best) == stability.Collapse("accuracy", 16)
+
+
+def test_earliest_criterion_wins(stability):
+    metrics = records(
+        accuracy=[0.4] * 20 + [0.1] * 30,  # fires at step 27
+        completions__clipped_ratio=[0.0] * 20 + [1.0] * 30,  # fires at step 26
+    )
+    assert stability.collapse(metrics) == stability.Collapse("length", 26)
+
+
+def test_held_out_formatting_collapse(stability):
+    steady = records(accuracy=[0.5] * 30, formatting=[1.0] * 30, completions__clipped_ratio=[0.0] * 30)
+    assert stability.collapse(steady, 0.9, 0.44) == stability.Collapse("held-out formatting", None)
+    assert stability.collapse(steady, 0.9, 0.46) is None
+    assert stability.collapse(steady) is None
+    # A training collapse takes precedence and keeps its step.
+    falling = records(accuracy=[0.4] * 20 + [0.1] * 30)
+    assert stability.collapse(falling, 0.9, 0.0) == stability.Collapse("accuracy", 27)
+
+
+def test_records_without_the_rule_metrics(stability):
+    assert stability.collapse([{"step": 1, "loss": 0.1}, {"step": 2, "loss": 0.2}]) is None
+
+
+def test_paired_differences(stability):
+    differences = stability.paired_differences({0: 0.5, 1: 0.7, 2: 0.2}, {0: 0.25, 1: 0.7, 2: 0.5})
+    assert differences == pytest.approx({0: 0.25, 1: 0.0, 2: -0.3})
+    with pytest.raises(ValueError, match=r"same seeds, got \[0, 1\] and \[0, 2\]"):
+        stability.paired_differences({0: 0.5, 1: 0.7}, {0: 0.5, 2: 0.7})
+
+
+def test_bootstrap_ci(stability):
+    assert stability.bootstrap_ci([0.3] * 5) == pytest.approx((0.3, 0.3))
+    # Means of 2 resampled values of [0, 1]: 0, 0.5, 1 with probabilities 1/4, 1/2, 1/4.
+    assert stability.bootstrap_ci([0.0, 1.0]) == (0.0, 1.0)
+    # [0, 0, 0, 1]: P(mean = 0) = (3/4)^4 = 0.32; P(mean >= 0.75) = 0.051 and P(mean = 1) = 0.004,
+    # so the 2.5% and 97.5% points are 0 and 0.75.
+    assert stability.bootstrap_ci([0.0, 0.0, 0.0, 1.0]) == (0.0, 0.75)
+    assert stability.bootstrap_ci([0.1, 0.4, 0.2]) == stability.bootstrap_ci([0.1, 0.4, 0.2])
+    with pytest.raises(ValueError, match="at least one value"):
+        stability.bootstrap_ci([])
+
+
+def test_summarise(stability):
+    collapsed = stability.Collapse("length", 40)
+    runs = {
+        "grpo_beta0": {
+            0: {"collapse": collapsed, "accuracy": 0.1, "formatting": 0.5},
+            1: {"collapse": None, "accuracy": 0.3, "formatting": 1.0},
+        },
+        "gtpo_paper": {
+            0: {"collapse": None, "accuracy": 0.4, "formatting": 1.0},
+            1: {"collapse": None, "accuracy": 0.2, "formatting": 1.0},
+        },
+    }
+    summary = stability.summarise(runs)
+    grpo = summary["variants"]["grpo_beta0"]
+    assert (grpo["collapsed"], grpo["runs"], grpo["steps"], grpo["reasons"]) == (1, 2, [40], ["length"])
+    assert grpo["accuracy"] == pytest.approx((0.2, 0.1414213562))
+    assert summary["variants"]["gtpo_paper"]["formatting"] == (1.0, 0.0)
+    pair = summary["pairs"]["gtpo_paper"]
+    assert pair["baseline"] == "grpo_beta0"
+    assert pair["accuracy"]["by_seed"] == pytest.approx({0: 0.3, 1: -0.1})
+    assert pair["accuracy"]["mean"] == pytest.approx(0.1)
+    assert pair["accuracy"]["ci"] == pytest.approx((-0.1, 0.3))
+    assert pair["formatting"]["by_seed"] == {0: 0.5, 1: 0.0}
+    assert pair["collapsed"]["by_seed"] == {0: -1.0, 1: 0.0}
+    assert set(summary["pairs"]) == {"gtpo_paper"}  # no other variant has its baseline here
+
+
+def test_command_line_defaults_and_quick(stability):
+    args, extra = stability.parse(["--dataset.limit", "500"])
+    assert args.cells == list(stability.MODELS["tiny-demo"].default_cells)
+    assert args.variants == list(stability.VARIANTS)
+    assert len(args.seeds) >= 5
+    assert (args.steps, args.budget_minutes, extra) == (80, None, ["--dataset.limit", "500"])
+    args, _ = stability.parse(["--quick", "--seeds", "7"])
+    assert (args.cells, args.seeds, args.steps) == (["lr_1e-3"], [7], 50)
+    args, _ = stability.parse(["--loss_types", "--cells", "all"])
+    assert args.variants[-4:] == ["dapo", "dapo_gtpo", "dr_grpo", "dr_grpo_gtpo"]
+    assert args.cells == list(stability.DEMO_CELLS)
+    args, _ = stability.parse(["--model", "smollm2-135m"])
+    assert (args.steps, args.budget_minutes, args.variants) == (None, 30.0, ["grpo_beta0", "gtpo_paper"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--learning_rate", "1e-2"], "--learning_rate: set by this script"),
+        (["--max_steps", "10"], "--max_steps: set by this script"),
+        (["--cells", "base", "--preset", "paper"], "--preset: set by this script"),
+        (["--cells", "lr_9"], "--cells: unknown cell 'lr_9' for tiny-demo"),
+        (["--budget_minutes", "5"], "--budget_minutes: only with --model smollm2-135m"),
+        (["--model", "smollm2-135m", "--budget_minutes", "0"], "--budget_minutes must be > 0"),
+        (["--steps", "0"], "--steps must be >= 1"),
+        (["--seeds", "1", "1"], "--seeds: each seed once"),
+        (["--variants", "grpo_beta0", "--loss_types"], "--loss_types adds to the default variants"),
+    ],
+)
+def test_command_line_refusals(stability, capsys, argv, message):
+    with pytest.raises(SystemExit):
+        stability.parse(argv)
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model", ["tiny-demo", "smollm2-135m"])
+def test_every_run_of_every_cell_is_a_valid_recipe(stability, tmp_path, model):
+    args, extra = stability.parse(["--model", model, "--cells", "all", "--out", str(tmp_path)])
+    study = stability.Study(stability.MODELS[model], args.cells, args.variants, tmp_path, extra, 10, None, 1)
+    stability.check_runs(study, args.seeds)
+    bad = stability.Study(
+        stability.MODELS[model], args.cells, args.variants, tmp_path, ["--dataset.limit", "0"], 10, None, 1
+    )
+    with pytest.raises(SystemExit, match=r"--dataset\.limit: must be >= 1, got 0"):
+        stability.check_runs(bad, args.seeds)
