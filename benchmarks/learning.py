@@ -65,7 +65,7 @@ def run(variant: str, seed: int, out: Path, extra: list[str], threads: int | Non
     """One training run (reused if its summary exists); all variants of a seed share a warm start."""
     run_dir = out / f"{variant}_seed{seed}"
     if not (run_dir / "summary.json").exists():
-        command = [sys.executable, "-m", "gtpo.cli", "train", "--config", str(ROOT / "configs" / "demo.yaml"),
+        command = [sys.executable, "-m", "gtpo", "train", "--config", str(ROOT / "configs" / "demo.yaml"),
                    "--seed", str(seed), "--output_dir", str(run_dir), "--logging_steps", "1",
                    *VARIANTS[variant], *extra]  # fmt: skip
         finished = [d for d in sorted(out.glob(f"*_seed{seed}")) if (d / "summary.json").exists()]

@@ -5,10 +5,10 @@ import re
 import pytest
 import torch
 
-from gtpo.models import load_model_and_tokenizer
-from gtpo.rewards import format_reward
+from gtpo.app.models import load_model_and_tokenizer
+from gtpo.app.warmstart import warm_start, warm_start_dataset
 from gtpo.tasks.arithmetic import make_arithmetic_dataset
-from gtpo.warmstart import warm_start, warm_start_dataset
+from gtpo.tasks.rewards import format_reward
 
 
 def _recompute(solution: str) -> int:

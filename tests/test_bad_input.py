@@ -7,9 +7,9 @@ from pathlib import Path
 import huggingface_hub
 import pytest
 
-import gtpo.models
+import gtpo.app.models
 import gtpo.tasks.datasets
-from gtpo.cli import main
+from gtpo.app.cli import main
 
 DEMO = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 GOOD_ROW = json.dumps({"question": "What is 1 + 1?", "answer": "1 + 1 = 2\n#### 2"})
@@ -44,7 +44,7 @@ def workdir(tmp_path, monkeypatch):
     def offline_dataset(hub_id, *args, **kwargs):
         raise ConnectionError(f"Couldn't reach {hub_id!r} on the Hub (OfflineModeIsEnabled)")
 
-    monkeypatch.setattr(gtpo.models, "load_model_and_tokenizer", no_model)
+    monkeypatch.setattr(gtpo.app.models, "load_model_and_tokenizer", no_model)
     monkeypatch.setattr(huggingface_hub, "repo_exists", no_hub)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(gtpo.tasks.datasets, "load_dataset", offline_dataset)

@@ -5,15 +5,15 @@ from pathlib import Path
 
 import pytest
 
-from gtpo.cli import main
-from gtpo.recipe import RecipeError, load_recipe
+from gtpo.app.cli import main
+from gtpo.app.recipe import RecipeError, load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "configs" / "demo.yaml"
 
 
 def test_every_shipped_recipe_loads_and_builds_its_training_config():
-    from gtpo.pipeline import training_config
+    from gtpo.app.pipeline import training_config
 
     recipes = sorted((ROOT / "configs").glob("**/*.yaml"))
     recipes = [path for path in recipes if "accelerate" not in path.parts]

@@ -1,4 +1,4 @@
-"""gtpo.evaluation: estimators, majority voting, and end-to-end runs with resumption."""
+"""gtpo.app.evaluation: estimators, majority voting, and end-to-end runs with resumption."""
 
 import itertools
 import json
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gtpo import evaluation as E
-from gtpo.models import load_model_and_tokenizer
+from gtpo.app import evaluation as E
+from gtpo.app.models import load_model_and_tokenizer
 from gtpo.tasks.datasets import load_task
 
 
@@ -134,7 +134,7 @@ def test_greedy_with_several_samples_is_refused(tiny, tmp_path):
 
 
 def test_cli_eval(shared_data, tmp_path, capsys):
-    from gtpo.cli import main
+    from gtpo.app.cli import main
 
     code = main(
         ["eval", "--model_name_or_path", "tiny-test", "--benchmarks", "aime24", "amc23",

@@ -11,9 +11,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gtpo.recipe import Recipe, RecipeError, _training_fields, load_recipe
-from gtpo.rewards import ANSWER_CLOSE, ANSWER_OPEN, extract_answer, format_score, lenient_match
+from gtpo.app.recipe import Recipe, RecipeError, _training_fields, load_recipe
 from gtpo.tasks.datasets import gsm8k_final_answer, last_boxed, number_answer
+from gtpo.tasks.rewards import ANSWER_CLOSE, ANSWER_OPEN, extract_answer, format_score, lenient_match
 
 # Text made of the pieces parsers look for, so that examples hit their branches, plus any text.
 PIECES = st.sampled_from(

@@ -1,11 +1,11 @@
-"""gtpo.models: the offline tokenizer, tiny models and model-name resolution."""
+"""gtpo.app.models: the offline tokenizer, tiny models and model-name resolution."""
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gtpo.models import TAGS, build_tiny_model, build_tokenizer, load_model_and_tokenizer
+from gtpo.app.models import TAGS, build_tiny_model, build_tokenizer, load_model_and_tokenizer
 from gtpo.tasks.prompts import make_prompt
 
 TOKENIZER = build_tokenizer()

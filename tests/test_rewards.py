@@ -1,4 +1,4 @@
-"""gtpo.rewards: the paper's format and correctness rewards, bounded against hostile completions."""
+"""gtpo.tasks.rewards: the paper's format and correctness rewards, bounded against hostile completions."""
 
 import json
 import time
@@ -7,14 +7,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gtpo.rewards import (
+from gtpo.tasks.datasets import last_boxed
+from gtpo.tasks.rewards import (
     answers_equal,
     correctness_reward,
     extract_answer,
     format_reward,
     lenient_correctness_reward,
 )
-from gtpo.tasks.datasets import last_boxed
 
 GOOD = "<reasoning>16 - 3 - 4 = 9 and 9 * 2 = 18</reasoning>\n<answer>18</answer>"
 

@@ -1,12 +1,12 @@
-"""gtpo.warmstart: the partly formatted SFT warm start."""
+"""gtpo.app.warmstart: the partly formatted SFT warm start."""
 
 import pytest
 import torch
 
-from gtpo.models import build_tiny_model, build_tokenizer
-from gtpo.rewards import extract_answer, format_score
+from gtpo.app.models import build_tiny_model, build_tokenizer
+from gtpo.app.warmstart import warm_start, warm_start_dataset, warm_start_target
 from gtpo.tasks.arithmetic import make_arithmetic_dataset
-from gtpo.warmstart import warm_start, warm_start_dataset, warm_start_target
+from gtpo.tasks.rewards import extract_answer, format_score
 
 
 def test_target_styles_score_as_intended():

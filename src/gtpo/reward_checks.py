@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from gtpo.rewards import completion_text
+from gtpo.tasks.rewards import completion_text
 
 NONFINITE_REWARDS = ("error", "missing")
 _FLOAT32_MAX = torch.finfo(torch.float32).max

@@ -26,7 +26,7 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 
 from gtpo.jsonl import read_jsonl, write_jsonl
-from gtpo.rewards import answers_equal, extract_answer, format_score
+from gtpo.tasks.rewards import answers_equal, extract_answer, format_score
 
 MAX_DISTINCT_ANSWERS = 32  # majority voting compares at most this many distinct answers pairwise
 
@@ -238,7 +238,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 def run_eval(args: argparse.Namespace) -> int:
     """Load the model and benchmarks named on the command line, evaluate, print the table.
     Every flag, benchmark file and the model name are checked before the model is loaded."""
-    from gtpo.models import check_model_name, load_model_and_tokenizer
+    from gtpo.app.models import check_model_name, load_model_and_tokenizer
     from gtpo.tasks.datasets import TASKS, load_task
 
     paths = {}

@@ -24,8 +24,8 @@ from datasets import Dataset
 from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
+from gtpo.app.recipe import DatasetSection, Recipe, RecipeError, recipe_to_dict
 from gtpo.jsonl import read_jsonl, write_jsonl
-from gtpo.recipe import DatasetSection, Recipe, RecipeError, recipe_to_dict
 
 
 def load_dataset_section(section: DatasetSection, default_split: str, seed: int) -> Dataset:
@@ -40,7 +40,7 @@ def load_dataset_section(section: DatasetSection, default_split: str, seed: int)
 
 
 def reward_functions(names: list[str]) -> list:
-    from gtpo.rewards import REWARDS
+    from gtpo.tasks.rewards import REWARDS
 
     for name in names:
         if name not in REWARDS:
@@ -111,7 +111,7 @@ class MetricsLog(TrainerCallback):
 
 
 def _evaluate(model, tokenizer, recipe: Recipe, dataset: Dataset, out: Path) -> dict[str, Any]:
-    from gtpo.evaluation import evaluate
+    from gtpo.app.evaluation import evaluate
 
     section = recipe.evaluation
     results = evaluate(
@@ -134,7 +134,7 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
     from peft import LoraConfig
     from trl import GRPOTrainer
 
-    from gtpo.models import check_model_name, load_model_and_tokenizer
+    from gtpo.app.models import check_model_name, load_model_and_tokenizer
     from gtpo.trainer import GTPOTrainer
 
     # Everything that can be wrong in the recipe fails here, before a model is loaded.
@@ -166,7 +166,7 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
 
     model, tokenizer = load_model_and_tokenizer(recipe.model_name_or_path, seed=recipe.seed)
     if recipe.warm_start.steps > 0 and not resume:
-        from gtpo.warmstart import warm_start
+        from gtpo.app.warmstart import warm_start
 
         section = recipe.warm_start
         model = warm_start(
@@ -223,14 +223,14 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
     trainer.save_model(str(run_dir / "final"))
 
     if eval_dataset is not None:
-        # Without the mixed-precision patch, as for the saved model (see gtpo.warmstart).
+        # Without the mixed-precision patch, as for the saved model (see gtpo.app.warmstart).
         policy = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
         summary["after"] = _evaluate(policy, tokenizer, recipe, eval_dataset, run_dir / "eval" / "after")
         before_file = run_dir / "eval" / "before" / "results.json"
         if "before" not in summary and before_file.exists():
             summary["before"] = json.loads(before_file.read_text())[recipe.evaluation.dataset.name]
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    from gtpo.report import write_report
+    from gtpo.app.report import write_report
 
     write_report(run_dir)
     return run_dir

@@ -13,7 +13,7 @@ import sys
 import warnings
 from typing import NoReturn
 
-from gtpo.recipe import RecipeError, load_recipe
+from gtpo.app.recipe import RecipeError, load_recipe
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,7 +35,7 @@ def _unrecognized(parser: argparse.ArgumentParser, extra: list[str]) -> str:
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The `gtpo` parser and its commands' parsers by name."""
-    from gtpo.evaluation import add_eval_arguments
+    from gtpo.app.evaluation import add_eval_arguments
 
     parser = _Parser(prog="gtpo", description="GTPO training for TRL")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         commands[args.command].error(_unrecognized(commands[args.command], extra))
     try:
         if args.command == "train":
-            from gtpo.pipeline import run_training, summary_table
+            from gtpo.app.pipeline import run_training, summary_table
 
             recipe = load_recipe(args.config, extra)
             run_dir = run_training(recipe, resume=args.resume)
@@ -79,10 +79,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(summary_table(json.loads(summary_file.read_text())), end="")
             return 0
         if args.command == "eval":
-            from gtpo.evaluation import run_eval
+            from gtpo.app.evaluation import run_eval
 
             return run_eval(args)
-        from gtpo.report import write_report
+        from gtpo.app.report import write_report
 
         print(write_report(args.run_dir))
         return 0

@@ -74,8 +74,8 @@ def _score_group(
     import torch
 
     from gtpo import algorithm
-    from gtpo.evaluation import generate
-    from gtpo.rewards import correctness_reward, format_reward
+    from gtpo.app.evaluation import generate
+    from gtpo.tasks.rewards import correctness_reward, format_reward
 
     texts = generate(model, tokenizer, [row["prompt"]], group_size, 1.0, max_new_tokens)[0]
     golds = [row["answer"]] * len(texts)
@@ -110,9 +110,9 @@ def sample_group(run_dir: Path, group_size: int = 8, problems: int = 8) -> dict[
     tokens can appear). None when the run has no final model or no evaluation set."""
     import torch
 
-    from gtpo.models import load_model_and_tokenizer
-    from gtpo.pipeline import load_dataset_section
-    from gtpo.recipe import load_recipe
+    from gtpo.app.models import load_model_and_tokenizer
+    from gtpo.app.pipeline import load_dataset_section
+    from gtpo.app.recipe import load_recipe
 
     final = run_dir / "final"
     if not (final / "config.json").exists() or not (run_dir / "config.yaml").exists():
@@ -162,7 +162,7 @@ def write_report(run_dir: str | Path, group: dict[str, Any] | None = None) -> Pa
     if group is None:
         group = sample_group(run_dir)
 
-    from gtpo.pipeline import summary_table
+    from gtpo.app.pipeline import summary_table
 
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>GTPO run report</title><style>",
