@@ -1,6 +1,7 @@
 """Recipes, the `gtpo` command, and a shortened run of the offline demo."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -93,9 +94,19 @@ def test_shortened_demo_runs_end_to_end(tmp_path, capsys):
     assert (run / "config.yaml").exists()
     for plot in ("reward", "entropy", "conflict_shares", "gated_out_share", "formatting", "accuracy"):
         assert (run / "plots" / f"{plot}.png").stat().st_size > 1000
-    report = (run / "report.html").read_text()
-    assert "Held-out evaluation" in report and "One group of completions" in report
+    groups = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert [g["step"] for g in groups] == [1, 2, 3]
+    assert all(len(g["tokens"][i]) == len(g["completion_ids"][i]) == len(g["conflict"][i])
+               for g in groups for i in range(8))  # fmt: skip
+    assert set(groups[0]["rewards"]) == {"format_reward", "correctness_reward"}
+
+    # The report renders stored files only: it works with the models and checkpoints deleted.
+    for folder in ("final", "rl_start", "checkpoint-2", "checkpoint-3", "warm_start"):
+        shutil.rmtree(run / folder, ignore_errors=True)
+    (run / "report.html").unlink()
     assert main(["report", str(run)]) == 0
+    report = (run / "report.html").read_text()
+    assert "Held-out evaluation" in report and "a group trained on at step" in report
 
 
 def test_grpo_baseline_with_kl_uses_the_warm_started_model_as_reference(tmp_path):

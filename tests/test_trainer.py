@@ -144,6 +144,18 @@ def test_weights_are_the_algorithm_s(tmp_path, preset):
         weights = algorithm.token_weights(algorithm.conflict_mask(ids, mask, adv, 4), adv)
     assert torch.equal(batch["gtpo_weights"], weights)
 
+    # last_group: the batch's first group as plain lists, real tokens only
+    group = trainer.last_group
+    lengths = mask.sum(dim=1).tolist()
+    assert group["prompt"] == "What is 1 + 1?"
+    assert group["completion_ids"] == [ids[i, : lengths[i]].tolist() for i in range(4)]
+    assert group["advantages"] == adv.tolist()
+    assert group["conflict"] == [algorithm.conflict_mask(ids, mask, adv, 4)[i, : lengths[i]].int().tolist()
+                                 for i in range(4)]  # fmt: skip
+    assert group["weights"] == [weights[i, : lengths[i]].tolist() for i in range(4)]
+    texts = trainer.processing_class.batch_decode(group["completion_ids"], skip_special_tokens=True)
+    assert group["rewards"] == {"length_reward": [float(len(t) % 5) for t in texts]}
+
 
 def test_gtpo_switched_off_equals_trl_grpo(tmp_path):
     """Weights 1/1, gate off and gamma 0: K steps match TRL's GRPOTrainer (loss 'grpo', beta 0)."""

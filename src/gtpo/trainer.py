@@ -184,6 +184,9 @@ class GTPOTrainer(GRPOTrainer):
     _tag_names: ClassVar[list[str]] = ["trl", "gtpo"]
     _name = "GTPO"
     _staging_dir: str | None = None  # set while a checkpoint is being written
+    # The first group of the latest training batch, on the main process (see _remember_group).
+    last_group: dict[str, Any] | None = None
+    _group_rewards: torch.Tensor | None = None
 
     def __init__(self, model, reward_funcs=None, args: GTPOConfig | None = None, **kwargs):
         if args is None:
@@ -217,9 +220,11 @@ class GTPOTrainer(GRPOTrainer):
             for func, name in zip(user_functions, self.reward_func_names, strict=True)
         ]
         try:
-            return super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+            rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         finally:
             self.reward_funcs = user_functions
+        self._group_rewards = rewards  # every process's rows, in global order
+        return rewards
 
     # ---------------------------------------------------------------------------------------------
     # Conflict weights, computed where whole groups are present
@@ -245,6 +250,8 @@ class GTPOTrainer(GRPOTrainer):
             divisor = None
         for name, value in algorithm.conflict_shares(conflict, advantages, mask).items():
             self._metrics[mode][f"gtpo/{name}"].append(value)
+        if mode == "train" and self.accelerator.is_main_process:
+            self._remember_group(inputs[0]["prompt"], ids, mask, advantages, conflict, weights, group_size)
 
         rows = self._local_rows(output["advantages"].shape[0])
         length = output["completion_ids"].shape[1]
@@ -252,6 +259,22 @@ class GTPOTrainer(GRPOTrainer):
         if divisor is not None:
             output["gtpo_divisor"] = divisor[rows]
         return output
+
+    def _remember_group(self, prompt, ids, mask, advantages, conflict, weights, group_size: int) -> None:
+        """Keep the batch's first group (global rows 0..G-1) in `last_group`, as plain lists:
+        completion_ids (real tokens only), rewards {reward function: list}, advantages, conflict
+        (0/1 per token), weights (lambda per token) and the prompt's text."""
+        lengths = mask[:group_size].sum(dim=1).tolist()
+        rows = range(group_size)
+        rewards = self._group_rewards[:group_size]
+        self.last_group = {
+            "prompt": prompt[-1]["content"] if isinstance(prompt, list) else prompt,
+            "completion_ids": [ids[i, : lengths[i]].tolist() for i in rows],
+            "rewards": {name: rewards[:, j].tolist() for j, name in enumerate(self.reward_func_names)},
+            "advantages": advantages[:group_size].tolist(),
+            "conflict": [conflict[i, : lengths[i]].int().tolist() for i in rows],
+            "weights": [weights[i, : lengths[i]].tolist() for i in rows],
+        }
 
     def _gather_groups(self, ids: torch.Tensor, mask: torch.Tensor, advantages: torch.Tensor):
         """Completion ids, mask and advantages of every process, in global row order."""

@@ -2,7 +2,7 @@
 
 gtpo train --config configs/demo.yaml [--field value ...] [--resume]
 gtpo eval --model_name_or_path PATH --benchmarks gsm8k math500 --output_dir DIR [...]
-gtpo report RUN_DIR
+gtpo report RUN_DIR [RUN_DIR ...] [--output_dir DIR]
 """
 
 from __future__ import annotations
@@ -50,8 +50,11 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     )
     evaluate = commands.add_parser("eval", help="evaluate a model on benchmarks (pass@k, maj@k)")
     add_eval_arguments(evaluate)
-    report = commands.add_parser("report", help="plots and report.html for a run directory")
-    report.add_argument("run_dir")
+    report = commands.add_parser(
+        "report", help="plots and report.html for a run directory, or several runs side by side"
+    )
+    report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    report.add_argument("--output_dir", help="where the report of several runs goes")
     return parser, {"train": train, "eval": evaluate, "report": report}
 
 
@@ -67,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         commands[args.command].error(_unrecognized(commands[args.command], extra))
     try:
         if args.command == "train":
-            from gtpo.app.pipeline import run_training, summary_table
+            from gtpo.app.pipeline import run_training
+            from gtpo.app.report import summary_table
 
             recipe = load_recipe(args.config, extra)
             run_dir = run_training(recipe, resume=args.resume)
@@ -84,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_eval(args)
         from gtpo.app.report import write_report
 
-        print(write_report(args.run_dir))
+        print(write_report(args.run_dirs, args.output_dir))
         return 0
     except (RecipeError, ValueError, FileNotFoundError) as error:
         print(f"gtpo {args.command}: error: {error}", file=sys.stderr)

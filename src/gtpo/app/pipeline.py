@@ -3,6 +3,7 @@
 run_dir/
   config.yaml            the resolved recipe
   metrics.jsonl          one line per logged training step
+  samples.jsonl          per logged step, the group GTPO last trained on (tokens, rewards, conflicts)
   checkpoint-N/          resumable TRL checkpoints (safetensors; GTPO's H_ini in gtpo_state.json)
   final/                 the trained model and tokenizer (safetensors)
   eval/before, eval/after  evaluation samples, results.json and results.md
@@ -15,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,11 @@ import yaml
 from datasets import Dataset
 from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
+from trl import GRPOTrainer
 
+from gtpo.app.console import use_console_log
 from gtpo.app.recipe import DatasetSection, Recipe, RecipeError, recipe_to_dict
+from gtpo.app.report import write_report
 from gtpo.jsonl import read_jsonl, write_jsonl
 
 
@@ -71,43 +74,39 @@ def training_config(recipe: Recipe):
     return GTPOConfig(**fields)
 
 
-class MetricsLog(TrainerCallback):
-    """Appends each log entry to metrics.jsonl and prints a short line with progress and ETA.
+class RunLog(TrainerCallback):
+    """Appends each log entry to metrics.jsonl and, from a GTPOTrainer, the group it last trained on
+    (`GTPOTrainer.last_group`: its token ids, rewards, advantages and conflict tokens, with each
+    token's text) to samples.jsonl; the report renders both.
 
-    When training begins (fresh or resumed), the file keeps only the steps up to the trainer's
+    When training begins (fresh or resumed), the files keep only the steps up to the trainer's
     step, so steps logged after the checkpoint a run resumes from are not written twice."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.start = time.monotonic()
-        self.first_step = 0
+    def __init__(self, run_dir: Path, trainer: GRPOTrainer, tokenizer) -> None:
+        self.metrics = run_dir / "metrics.jsonl"
+        self.samples = run_dir / "samples.jsonl"
+        self.trainer = trainer
+        self.tokenizer = tokenizer
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.start = time.monotonic()
-        self.first_step = state.global_step
-        records = read_jsonl(self.path)
-        write_jsonl(self.path, [r for r in records if r.get("step", 0) <= state.global_step])
+        if not state.is_world_process_zero:
+            return
+        for path in (self.metrics, self.samples):
+            write_jsonl(path, [r for r in read_jsonl(path) if r.get("step", 0) <= state.global_step])
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs or "train_runtime" in logs:
+        if not state.is_world_process_zero or not logs or "train_runtime" in logs:
             return
-        record = {"step": state.global_step, **logs}
-        with self.path.open("a") as file:
-            file.write(json.dumps(record) + "\n")
-        elapsed = time.monotonic() - self.start
-        done = max(state.global_step - self.first_step, 1)
-        eta = elapsed / done * max(state.max_steps - state.global_step, 0)
-        parts = [f"step {state.global_step}/{state.max_steps}", f"eta {eta:4.0f}s"]
-        for key, label in (
-            ("reward", "reward"),
-            ("rewards/correctness_reward/mean", "correct"),
-            ("rewards/format_reward/mean", "format"),
-            ("entropy", "entropy"),
-            ("gtpo/gated_out_share", "gated"),
-        ):
-            if key in logs:
-                parts.append(f"{label} {logs[key]:.3f}")
-        print("  ".join(parts), file=sys.stderr, flush=True)
+        _append(self.metrics, {"step": state.global_step, **logs})
+        group = getattr(self.trainer, "last_group", None)
+        if group is not None:
+            tokens = [[self.tokenizer.decode([i]) for i in ids] for ids in group["completion_ids"]]
+            _append(self.samples, {"step": state.global_step, **group, "tokens": tokens})
+
+
+def _append(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as file:
+        file.write(json.dumps(record) + "\n")
 
 
 def _evaluate(model, tokenizer, recipe: Recipe, dataset: Dataset, out: Path) -> dict[str, Any]:
@@ -132,7 +131,6 @@ def _evaluate(model, tokenizer, recipe: Recipe, dataset: Dataset, out: Path) -> 
 def run_training(recipe: Recipe, resume: bool = False) -> Path:
     """Run a recipe end to end; returns the run directory."""
     from peft import LoraConfig
-    from trl import GRPOTrainer
 
     from gtpo.app.models import check_model_name, load_model_and_tokenizer
     from gtpo.trainer import GTPOTrainer
@@ -217,8 +215,9 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
         train_dataset=train_dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[MetricsLog(run_dir / "metrics.jsonl")],
     )
+    trainer.add_callback(RunLog(run_dir, trainer, tokenizer))
+    use_console_log(trainer)
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(str(run_dir / "final"))
 
@@ -230,19 +229,5 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
         if "before" not in summary and before_file.exists():
             summary["before"] = json.loads(before_file.read_text())[recipe.evaluation.dataset.name]
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    from gtpo.app.report import write_report
-
-    write_report(run_dir)
+    write_report([run_dir])
     return run_dir
-
-
-def summary_table(summary: dict[str, Any]) -> str:
-    """Before/after table of held-out accuracy and formatting."""
-    rows = ["| metric | before | after | change |", "|---|---|---|---|"]
-    for metric in ("accuracy", "formatting"):
-        before = summary.get("before", {}).get(metric)
-        after = summary.get("after", {}).get(metric)
-        if before is None or after is None:
-            continue
-        rows.append(f"| {metric} | {before:.3f} | {after:.3f} | {after - before:+.3f} |")
-    return "\n".join(rows) + "\n"

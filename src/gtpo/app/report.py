@@ -1,10 +1,12 @@
-"""`gtpo report RUN_DIR`: PNG plots over steps and report.html for a run directory.
+"""`gtpo report RUN_DIR [RUN_DIR ...]`: PNG plots over steps and report.html, from a run's files only.
 
-The report shows the training curves (reward, accuracy, formatting, entropy, conflict-token shares,
-gated-out share), the before/after evaluation, and one group of completions sampled from the final
-model for a held-out problem, with its conflict tokens highlighted: green where a positive
-completion's update is amplified, red (struck through) where a negative completion's update is
-skipped.
+The report reads what `gtpo train` stored (metrics.jsonl, summary.json, samples.jsonl) and never
+loads a model. It shows the training curves (reward, accuracy, formatting, entropy, conflict-token
+shares, gated-out share) in a two-column grid, the before/after evaluation, and one group of
+completions the run trained on, scored with the run's own rewards, with the conflict tokens of its
+own token ids highlighted: green where a positive completion's update is amplified, red (struck
+through) where a negative completion's update is skipped. Given several runs (GTPO beside GRPO,
+say), the curves are overlaid and the evaluation tables hold one row per run.
 """
 
 from __future__ import annotations
@@ -26,116 +28,99 @@ PLOTS = {
     "gated_out_share": ["gtpo/gated_out_share"],
 }
 
+STYLE = """
+body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
+.grid{display:grid;grid-template-columns:1fr 1fr;gap:12px}
+.grid img{width:100%;border:1px solid #ddd}
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 10px}
+.completion{border-left:4px solid #bbb;margin:8px 0;padding:4px 8px}
+.positive{border-color:#2a7}.negative{border-color:#c33}
+.amplified{background:#bfe8c8}.skipped{background:#f5c0c0;text-decoration:line-through}
+.meta{font-size:80%;color:#666}code{white-space:pre-wrap}
+"""
+
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     """The run's metrics.jsonl records (a line cut by an interruption left out)."""
     return read_jsonl(run_dir / "metrics.jsonl")
 
 
-def write_plots(run_dir: Path, records: list[dict[str, Any]]) -> list[Path]:
-    """One PNG per plot with data; returns their paths."""
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    """The run's summary.json ({} before the run has finished)."""
+    path = run_dir / "summary.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    """Markdown table of held-out accuracy and formatting before and after RL."""
+    rows = ["| metric | before | after | change |", "|---|---|---|---|"]
+    for metric, before, after in _before_after(summary):
+        rows.append(f"| {metric} | {before:.3f} | {after:.3f} | {after - before:+.3f} |")
+    return "\n".join(rows) + "\n"
+
+
+def _before_after(summary: dict[str, Any]) -> list[tuple[str, float, float]]:
+    rows = []
+    for metric in ("accuracy", "formatting"):
+        before = summary.get("before", {}).get(metric)
+        after = summary.get("after", {}).get(metric)
+        if before is not None and after is not None:
+            rows.append((metric, before, after))
+    return rows
+
+
+def write_plots(out: Path, runs: dict[str, list[dict[str, Any]]]) -> list[Path]:
+    """One PNG per plot with data, each run's curves overlaid; returns their paths."""
     # matplotlib keeps its font cache in MPLCONFIGDIR (default ~/.cache/matplotlib); unless the user
-    # chose a place, keep it in the run directory (read when matplotlib is first imported).
-    os.environ.setdefault("MPLCONFIGDIR", str(run_dir / ".cache" / "matplotlib"))
+    # chose a place, keep it beside the report (read when matplotlib is first imported).
+    os.environ.setdefault("MPLCONFIGDIR", str(out / ".cache" / "matplotlib"))
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out = run_dir / "plots"
-    out.mkdir(exist_ok=True)
+    plots = out / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
     written = []
     for name, keys in PLOTS.items():
-        series = {k: [(r["step"], r[k]) for r in records if isinstance(r.get(k), (int, float))] for k in keys}
-        series = {k: v for k, v in series.items() if v}
+        series = {}
+        for run, records in runs.items():
+            for key in keys:
+                points = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float))]
+                label = key if len(runs) == 1 else f"{run}: {key}" if len(keys) > 1 else run
+                if points:
+                    series[label] = points
         if not series:
             continue
         figure, axis = plt.subplots(figsize=(5, 3.2), dpi=110)
-        for key, points in series.items():
+        for label, points in series.items():
             steps, values = zip(*points, strict=True)
-            axis.plot(steps, values, label=key, marker="." if len(points) < 30 else None)
+            axis.plot(steps, values, label=label, marker="." if len(points) < 30 else None)
         axis.set_xlabel("step")
         axis.set_title(name.replace("_", " "))
         axis.grid(alpha=0.3)
         if len(series) > 1:
             axis.legend(fontsize=7)
         figure.tight_layout()
-        path = out / f"{name}.png"
+        path = plots / f"{name}.png"
         figure.savefig(path)
         plt.close(figure)
         written.append(path)
     return written
 
 
-def _score_group(
-    model, tokenizer, row: dict[str, Any], group_size: int, max_new_tokens: int
-) -> dict[str, Any]:
-    """Sample a group for one problem; rewards, advantages and conflict tokens as in training."""
-    import torch
-
-    from gtpo import algorithm
-    from gtpo.app.evaluation import generate
-    from gtpo.tasks.rewards import correctness_reward, format_reward
-
-    texts = generate(model, tokenizer, [row["prompt"]], group_size, 1.0, max_new_tokens)[0]
-    golds = [row["answer"]] * len(texts)
-    rewards = torch.tensor(
-        [f + c for f, c in zip(format_reward(texts), correctness_reward(texts, golds), strict=True)]
-    )
-    encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for t in texts]
-    length = max(len(ids) for ids in encoded)
-    ids = torch.tensor([e + [tokenizer.pad_token_id] * (length - len(e)) for e in encoded])
-    mask = torch.tensor([[1] * len(e) + [0] * (length - len(e)) for e in encoded])
-    advantages = algorithm.group_advantages(rewards, group_size)
-    conflict = algorithm.conflict_mask(ids, mask, advantages, group_size)
-    tokens = [[tokenizer.decode([t]) for t in e] for e in encoded]
-    return {
-        "question": row["prompt"][-1]["content"],
-        "answer": row["answer"],
-        "completions": [
-            {
-                "reward": float(rewards[i]),
-                "advantage": float(advantages[i]),
-                "tokens": tokens[i],
-                "conflict": conflict[i, : len(tokens[i])].tolist(),
-            }
-            for i in range(group_size)
-        ],
-    }
+def shown_group(run_dir: Path) -> dict[str, Any] | None:
+    """The latest group in samples.jsonl with both positive and negative completions (so conflict
+    tokens can appear), else the latest one; None when the run stored none."""
+    groups = read_jsonl(run_dir / "samples.jsonl")
+    mixed = [g for g in groups if {a > 0 for a in g["advantages"] if a != 0} == {True, False}]
+    return (mixed or groups or [None])[-1]
 
 
-def sample_group(run_dir: Path, group_size: int = 8, problems: int = 8) -> dict[str, Any] | None:
-    """A group sampled from the final model on a held-out problem, preferring the first of
-    `problems` problems whose group has both positive and negative completions (so conflict
-    tokens can appear). None when the run has no final model or no evaluation set."""
-    import torch
-
-    from gtpo.app.models import load_model_and_tokenizer
-    from gtpo.app.pipeline import load_dataset_section
-    from gtpo.app.recipe import load_recipe
-
-    final = run_dir / "final"
-    if not (final / "config.json").exists() or not (run_dir / "config.yaml").exists():
-        return None
-    recipe = load_recipe(run_dir / "config.yaml")
-    if recipe.evaluation.dataset is None:
-        return None
-    rows = load_dataset_section(recipe.evaluation.dataset, "test", recipe.seed + 1)
-    model, tokenizer = load_model_and_tokenizer(str(final))
-    torch.manual_seed(recipe.seed)
-    group = None
-    for row in rows.select(range(min(problems, len(rows)))):
-        group = _score_group(model, tokenizer, row, group_size, recipe.evaluation.max_new_tokens)
-        signs = {c["advantage"] > 0 for c in group["completions"] if c["advantage"] != 0}
-        if signs == {True, False}:
-            break
-    return group
-
-
-def _completion_html(completion: dict[str, Any]) -> str:
-    sign = completion["advantage"]
+def _completion_html(group: dict[str, Any], index: int) -> str:
+    sign = group["advantages"][index]
     pieces = []
-    for token, conflict in zip(completion["tokens"], completion["conflict"], strict=True):
+    for token, conflict in zip(group["tokens"][index], group["conflict"][index], strict=True):
         text = html.escape(token).replace("\n", "&#8629;<br>")
         if conflict and sign > 0:
             pieces.append(f'<span class="amplified" title="update amplified">{text}</span>')
@@ -144,65 +129,79 @@ def _completion_html(completion: dict[str, Any]) -> str:
         else:
             pieces.append(text)
     kind = "positive" if sign > 0 else "negative" if sign < 0 else "neutral"
+    rewards = " · ".join(f"{html.escape(name)} {value[index]:g}" for name, value in group["rewards"].items())
     return (
-        f'<div class="completion {kind}"><div class="meta">reward {completion["reward"]:g} · advantage '
-        f"{sign:+.2f}</div><code>{''.join(pieces)}</code></div>"
+        f'<div class="completion {kind}"><div class="meta">{rewards} · advantage {sign:+.2f}</div>'
+        f"<code>{''.join(pieces)}</code></div>"
     )
 
 
-def write_report(run_dir: str | Path, group: dict[str, Any] | None = None) -> Path:
-    """Write plots and report.html into run_dir; returns the report's path."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ValueError(f"{run_dir}: run directory not found")
-    records = read_metrics(run_dir)
-    plots = write_plots(run_dir, records)
-    summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    if group is None:
-        group = sample_group(run_dir)
-
-    from gtpo.app.pipeline import summary_table
-
+def _group_html(run: str, group: dict[str, Any]) -> list[str]:
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>GTPO run report</title><style>",
-        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}",
-        "img{width:48%;margin:1%;border:1px solid #ddd}",
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 10px}",
-        ".completion{border-left:4px solid #bbb;margin:8px 0;padding:4px 8px}",
-        ".positive{border-color:#2a7}.negative{border-color:#c33}",
-        ".amplified{background:#bfe8c8}.skipped{background:#f5c0c0;text-decoration:line-through}",
-        ".meta{font-size:80%;color:#666}code{white-space:pre-wrap}",
-        "</style></head><body>",
-        f"<h1>GTPO run report: {html.escape(run_dir.name)}</h1>",
-        f"<p>{len(records)} logged steps · algorithm {html.escape(str(summary.get('algorithm', '?')))}"
-        f" · model {html.escape(str(summary.get('model', '?')))}</p>",
+        f"<h2>{html.escape(run)}: a group trained on at step {group['step']}</h2>"
+        f"<p><b>Prompt:</b> {html.escape(str(group['prompt']))}</p>"
+        '<p>Conflict tokens: <span class="amplified">amplified</span> in positive completions, '
+        '<span class="skipped">skipped</span> in negative ones.</p>'
     ]
-    if "before" in summary and "after" in summary:
-        rows = summary_table(summary).strip().splitlines()[2:]
-        cells = "".join(
-            "<tr>"
-            + "".join(f"<td>{html.escape(c.strip())}</td>" for c in row.strip("|").split("|"))
-            + "</tr>"
-            for row in rows
-        )
+    return parts + [_completion_html(group, i) for i in range(len(group["tokens"]))]
+
+
+def _evaluation_html(summaries: dict[str, dict[str, Any]]) -> str:
+    rows = [
+        f"<tr><td>{html.escape(run)}</td><td>{metric}</td><td>{before:.3f}</td><td>{after:.3f}</td>"
+        f"<td>{after - before:+.3f}</td></tr>"
+        for run, summary in summaries.items()
+        for metric, before, after in _before_after(summary)
+    ]
+    if not rows:
+        return ""
+    return (
+        "<h2>Held-out evaluation</h2><table><tr><th>run</th><th>metric</th><th>before</th><th>after</th>"
+        f"<th>change</th></tr>{''.join(rows)}</table>"
+    )
+
+
+def write_report(run_dirs: list[str | Path], output_dir: str | Path | None = None) -> Path:
+    """Write plots and report.html for one run (into its directory) or several (into output_dir,
+    needed then); returns the report's path."""
+    dirs = [Path(d) for d in run_dirs]
+    for run_dir in dirs:
+        if not run_dir.is_dir():
+            raise ValueError(f"{run_dir}: run directory not found")
+        if not (run_dir / "metrics.jsonl").is_file() and not (run_dir / "summary.json").is_file():
+            raise ValueError(f"{run_dir}: not a run directory (no metrics.jsonl or summary.json)")
+    if output_dir is None and len(dirs) > 1:
+        raise ValueError("--output_dir: needed to compare several runs (where report.html goes)")
+    out = Path(output_dir) if output_dir is not None else dirs[0]
+    names = [d.resolve().name for d in dirs]
+    if len(set(names)) < len(names):
+        names = [str(d) for d in dirs]
+    runs = {name: read_metrics(d) for name, d in zip(names, dirs, strict=True)}
+    summaries = {name: read_summary(d) for name, d in zip(names, dirs, strict=True)}
+    out.mkdir(parents=True, exist_ok=True)
+    plots = write_plots(out, runs)
+
+    title = names[0] if len(names) == 1 else " vs ".join(names)
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>GTPO report: {html.escape(title)}</title>",
+        f"<style>{STYLE}</style></head><body><h1>GTPO report: {html.escape(title)}</h1>",
+    ]
+    for name, summary in summaries.items():
         parts.append(
-            "<h2>Held-out evaluation</h2><table><tr><th>metric</th><th>before</th><th>after</th>"
-            f"<th>change</th></tr>{cells}</table>"
+            f"<p>{html.escape(name)}: {len(runs[name])} logged steps · algorithm "
+            f"{html.escape(str(summary.get('algorithm', '?')))} · model "
+            f"{html.escape(str(summary.get('model', '?')))}</p>"
         )
+    parts.append(_evaluation_html(summaries))
     if plots:
-        parts.append("<h2>Training curves</h2>")
+        parts.append("<h2>Training curves</h2><div class='grid'>")
         parts += [f'<img src="plots/{p.name}" alt="{p.stem}">' for p in plots]
-    if group is not None:
-        parts.append(
-            "<h2>One group of completions from the final model</h2>"
-            f"<p><b>Question:</b> {html.escape(group['question'])}"
-            f" <b>Gold:</b> {html.escape(group['answer'])}</p>"
-            '<p>Conflict tokens: <span class="amplified">amplified</span> in positive completions, '
-            '<span class="skipped">skipped</span> in negative ones.</p>'
-        )
-        parts += [_completion_html(c) for c in group["completions"]]
+        parts.append("</div>")
+    for name, run_dir in zip(names, dirs, strict=True):
+        group = shown_group(run_dir)
+        if group is not None:
+            parts += _group_html(name, group)
     parts.append("</body></html>")
-    report = run_dir / "report.html"
+    report = out / "report.html"
     report.write_text("\n".join(parts))
     return report
