@@ -129,7 +129,7 @@ def load_task_like(n):
 
 def test_greedy_with_several_samples_is_refused(tiny, tmp_path):
     model, tokenizer = tiny
-    with pytest.raises(ValueError, match="num_samples > 1 needs temperature > 0"):
+    with pytest.raises(ValueError, match="num_samples: 2 samples per problem need temperature > 0"):
         E.evaluate(model, tokenizer, {"toy": load_task_like(1)}, tmp_path, num_samples=2, temperature=0.0)
 
 
@@ -149,4 +149,4 @@ def test_cli_eval(shared_data, tmp_path, capsys):
         main(["eval", "--model_name_or_path", "tiny-test", "--benchmarks", "aime26", "--output_dir", "x"])
         == 2
     )
-    assert "unknown benchmark 'aime26'" in capsys.readouterr().err
+    assert "got 'aime26' (did you mean 'aime25'?)" in capsys.readouterr().err

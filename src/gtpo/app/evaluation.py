@@ -11,13 +11,12 @@ Files written to the output directory:
 
 from __future__ import annotations
 
-import argparse
-import difflib
 import json
 import math
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,9 @@ import torch
 from datasets import Dataset
 from tqdm.auto import tqdm
 
+from gtpo.app.options import FieldError, check_value, option
 from gtpo.jsonl import read_jsonl, write_jsonl
+from gtpo.tasks.datasets import TASKS, load_task
 from gtpo.tasks.rewards import answers_equal, extract_answer, format_score
 
 MAX_DISTINCT_ANSWERS = 32  # majority voting compares at most this many distinct answers pairwise
@@ -146,8 +147,7 @@ def evaluate(
     show_progress: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """Evaluate on each benchmark (rows in the gtpo.tasks schema); returns and writes the metrics."""
-    if temperature == 0 and num_samples > 1:
-        raise ValueError("num_samples > 1 needs temperature > 0 (greedy decoding gives one answer)")
+    check_sampling(num_samples, temperature)
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     was_training = model.training
@@ -213,80 +213,88 @@ def results_table(results: dict[str, dict[str, Any]]) -> str:
 # ------------------------------------------------------------------------------------------------
 
 
-def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model_name_or_path", required=True, help="hub id, local path, tiny-demo or smollm2-135m"
-    )
-    parser.add_argument(
-        "--benchmarks", nargs="+", required=True, help="task names, e.g. gsm8k math500 aime24"
-    )
-    parser.add_argument(
-        "--dataset_path", action="append", default=[], metavar="NAME=PATH", help="local file for a benchmark"
-    )
-    parser.add_argument("--split", default=None)
-    parser.add_argument("--limit", type=int, default=None, help="first N problems of each benchmark")
-    parser.add_argument("--num_samples", type=int, default=1)
-    parser.add_argument("--k", type=int, nargs="+", default=[1])
-    parser.add_argument("--temperature", type=float, default=0.0)
-    parser.add_argument("--top_p", type=float, default=1.0)
-    parser.add_argument("--max_new_tokens", type=int, default=512)
-    parser.add_argument("--batch_size", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output_dir", required=True)
+def check_sampling(num_samples: int, temperature: float) -> None:
+    """Several samples per problem need sampling: greedy decoding gives one answer."""
+    if num_samples > 1 and temperature == 0:
+        raise FieldError(
+            "num_samples",
+            f"{num_samples} samples per problem need temperature > 0 (greedy decoding gives one answer)",
+        )
 
 
-def run_eval(args: argparse.Namespace) -> int:
-    """Load the model and benchmarks named on the command line, evaluate, print the table.
-    Every flag, benchmark file and the model name are checked before the model is loaded."""
+@dataclass
+class EvalConfig:
+    """`gtpo eval`: which model, which benchmarks, how many samples, and where the results go."""
+
+    model_name_or_path: str | None = option(
+        None, "Hub id, local path, tiny-demo or smollm2-135m.", required=True
+    )
+    benchmarks: list[str] = option(
+        help="Task names, e.g. gsm8k math500 aime24.", choices=tuple(TASKS), required=True, factory=list
+    )
+    dataset_path: list[str] = option(
+        help="NAME=PATH: a local file for a benchmark (repeatable).", factory=list
+    )
+    split: str | None = option(None, "Split to read (default: each task's test split).")
+    limit: int | None = option(None, "First N problems of each benchmark.", (">= 1",))
+    num_samples: int = option(1, "Samples per problem.", (">= 1",))
+    k: list[int] = option(help="The k of pass@k and maj@k (each <= num_samples).", factory=lambda: [1])
+    temperature: float = option(0.0, "Sampling temperature; 0 is greedy.", (">= 0",))
+    top_p: float = option(1.0, "Nucleus sampling (with temperature > 0).", ("> 0", "<= 1"))
+    max_new_tokens: int = option(512, "Tokens generated per sample at most.", (">= 1",))
+    batch_size: int = option(8, "Problems per generation batch.", (">= 1",))
+    seed: int = option(0, "Seed of the sampling (with temperature > 0).")
+    output_dir: str | None = option(
+        None, "Where samples and results go; a rerun resumes there.", required=True
+    )
+
+    def __post_init__(self) -> None:
+        check_sampling(self.num_samples, self.temperature)
+        for k in self.k:
+            check_value(k, "k", (">= 1", f"<= {self.num_samples}"))
+        if self.temperature == 0:
+            for name, default in (("top_p", 1.0), ("seed", 0)):
+                if getattr(self, name) != default:
+                    raise FieldError(name, "set, but greedy decoding (temperature 0) does not use it")
+        for name in self.paths():
+            if name not in self.benchmarks:
+                raise FieldError("dataset_path", f"{name!r} is not one of the benchmarks {self.benchmarks}")
+
+    def paths(self) -> dict[str, str]:
+        """The local file of each benchmark given one (--dataset_path NAME=PATH)."""
+        paths = {}
+        for item in self.dataset_path:
+            name, sep, path = item.partition("=")
+            if not sep or not path or not name:
+                raise FieldError("dataset_path", f"expects NAME=PATH, got {item!r}")
+            paths[name] = path
+        return paths
+
+
+def run_eval(config: EvalConfig) -> int:
+    """Load the model and benchmarks, evaluate, print the table. The model name and every
+    benchmark file are checked before the model is loaded."""
     from gtpo.app.models import check_model_name, load_model_and_tokenizer
-    from gtpo.tasks.datasets import TASKS, load_task
 
-    paths = {}
-    for item in args.dataset_path:
-        name, sep, path = item.partition("=")
-        if not sep or not path:
-            raise ValueError(f"--dataset_path expects NAME=PATH, got {item!r}")
-        paths[name] = path
-    unknown = [name for name in [*args.benchmarks, *paths] if name not in TASKS]
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], TASKS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(
-            f"--benchmarks: unknown benchmark {unknown[0]!r}{hint}; known: {', '.join(sorted(TASKS))}"
-        )
-    for flag in ("num_samples", "max_new_tokens", "batch_size", "limit"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise ValueError(f"--{flag} must be >= 1, got {value}")
-    if not (math.isfinite(args.temperature) and args.temperature >= 0):
-        raise ValueError(f"--temperature must be >= 0, got {args.temperature}")
-    if not 0 < args.top_p <= 1:
-        raise ValueError(f"--top_p must be > 0 and <= 1, got {args.top_p}")
-    if args.num_samples > 1 and args.temperature == 0:
-        raise ValueError(
-            f"--num_samples {args.num_samples} needs --temperature > 0 (greedy gives one answer)"
-        )
-    bad_k = [k for k in args.k if not 1 <= k <= args.num_samples]
-    if bad_k:
-        raise ValueError(f"--k {bad_k[0]}: each k must be between 1 and --num_samples ({args.num_samples})")
-    check_model_name(args.model_name_or_path)
+    check_model_name(config.model_name_or_path)
+    paths = config.paths()
     benchmarks = {
-        name: load_task(name, split=args.split, path=paths.get(name), limit=args.limit)
-        for name in args.benchmarks
+        name: load_task(name, split=config.split, path=paths.get(name), limit=config.limit)
+        for name in config.benchmarks
     }
-    model, tokenizer = load_model_and_tokenizer(args.model_name_or_path)
+    model, tokenizer = load_model_and_tokenizer(config.model_name_or_path)
     results = evaluate(
         model,
         tokenizer,
         benchmarks,
-        args.output_dir,
-        num_samples=args.num_samples,
-        ks=args.k,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size,
-        seed=args.seed,
+        config.output_dir,
+        num_samples=config.num_samples,
+        ks=config.k,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        max_new_tokens=config.max_new_tokens,
+        batch_size=config.batch_size,
+        seed=config.seed,
     )
     print(results_table(results), end="")
     return 0

@@ -42,15 +42,6 @@ def load_dataset_section(section: DatasetSection, default_split: str, seed: int)
     return load_task(section.name, split=section.split, path=section.path, limit=section.limit)
 
 
-def reward_functions(names: list[str]) -> list:
-    from gtpo.tasks.rewards import REWARDS
-
-    for name in names:
-        if name not in REWARDS:
-            raise RecipeError(f"rewards: unknown reward {name!r}; known: {', '.join(sorted(REWARDS))}")
-    return [REWARDS[name] for name in names]
-
-
 def training_config(recipe: Recipe):
     """GTPOConfig (or GRPOConfig for the baseline) from the recipe's training fields; validates them."""
     from trl import GRPOConfig
@@ -137,7 +128,9 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
 
     # Everything that can be wrong in the recipe fails here, before a model is loaded.
     config = training_config(recipe)
-    rewards = reward_functions(recipe.rewards)
+    from gtpo.tasks.rewards import REWARDS
+
+    rewards = [REWARDS[name] for name in recipe.rewards]  # names checked with the recipe
     check_model_name(recipe.model_name_or_path)
     train_dataset = load_dataset_section(recipe.dataset, "train", recipe.seed)
     if recipe.warm_start.steps > 0 and not resume and "solution" not in train_dataset.column_names:

@@ -12,94 +12,115 @@ the command line) or the file and field, with the nearest valid name for a missp
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import math
-import operator
-import re
-import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from gtpo.app.evaluation import check_sampling
+from gtpo.app.options import (
+    ConfigError,
+    FieldError,
+    build,
+    check_value,
+    coerce,
+    did_you_mean,
+    field_type,
+    fields_of,
+    is_list,
+    option,
+    parse_flags,
+    set_flag,
+)
 
-class RecipeError(ValueError):
-    """A recipe or an override is wrong; the message names the file, field or flag."""
-
-
-class _FieldError(RecipeError):
-    """A bad value at a dotted field path ("training.max_steps"); load_recipe names the flag or the
-    file it came from."""
-
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = path
-        self.problem = problem
-
-
-def _bounded(default: Any, *bounds: str) -> Any:
-    """A dataclass field whose value must satisfy each bound, e.g. ">= 1" (None always passes)."""
-    return field(default=default, metadata={"bounds": bounds})
+RecipeError = ConfigError
+ALGORITHMS = ("gtpo", "grpo")
 
 
 @dataclass
 class DatasetSection:
     """Which task to train or evaluate on: a name from gtpo.tasks, optionally from a local file."""
 
-    name: str = "arithmetic"
-    split: str | None = None
-    path: str | None = None
-    limit: int | None = _bounded(None, ">= 1")
+    name: str = option(
+        "arithmetic", "Task: arithmetic (generated), gsm8k, math, math500, aime24, aime25, amc23."
+    )
+    split: str | None = option(None, "Split to read (default: train for training, test for evaluation).")
+    path: str | None = option(None, "Local JSONL or parquet file in the task's format, instead of the hub.")
+    limit: int | None = option(None, "Use the first N problems (arithmetic: generate N).", (">= 1",))
+
+    def __post_init__(self) -> None:
+        if self.name == "arithmetic" and self.path is not None:
+            raise FieldError("path", "the arithmetic task is generated and reads no file; drop the path or "
+                             "name the task the file holds (gsm8k, math, ...)")  # fmt: skip
 
 
 @dataclass
 class WarmStartSection:
     """Supervised warm start (TRL's SFTTrainer) before RL; steps 0 skips it."""
 
-    steps: int = _bounded(0, ">= 0")
-    format_fraction: float = _bounded(0.5, ">= 0", "<= 1")
-    learning_rate: float = _bounded(1e-3, "> 0")
-    batch_size: int = _bounded(16, ">= 1")
+    steps: int = option(0, "Supervised steps before RL; 0 skips the warm start.", (">= 0",))
+    format_fraction: float = option(
+        0.5, "Share of warm-start targets in the full <reasoning>/<answer> format.", (">= 0", "<= 1")
+    )
+    learning_rate: float = option(1e-3, "Warm-start learning rate.", ("> 0",))
+    batch_size: int = option(16, "Warm-start batch size.", (">= 1",))
 
 
 @dataclass
 class EvaluationSection:
     """Held-out evaluation before and after training."""
 
-    dataset: DatasetSection | None = None
-    num_samples: int = _bounded(1, ">= 1")
-    temperature: float = _bounded(0.0, ">= 0")
-    max_new_tokens: int = _bounded(128, ">= 1")
-    batch_size: int = _bounded(32, ">= 1")
-    before_training: bool = True
+    dataset: DatasetSection | None = option(None, "The held-out set; none: no evaluation.")
+    num_samples: int = option(1, "Samples per problem.", (">= 1",))
+    temperature: float = option(0.0, "Sampling temperature; 0 is greedy.", (">= 0",))
+    max_new_tokens: int = option(128, "Tokens generated per sample at most.", (">= 1",))
+    batch_size: int = option(32, "Problems per generation batch.", (">= 1",))
+    before_training: bool = option(True, "Also evaluate before RL (after the warm start).")
+
+    def __post_init__(self) -> None:
+        check_sampling(self.num_samples, self.temperature)
 
 
 @dataclass
 class LoraSection:
     """PEFT LoRA adapter; the paper uses r = 128 on all projections."""
 
-    r: int = _bounded(16, ">= 1")
-    alpha: int = _bounded(32, "> 0")
-    dropout: float = _bounded(0.0, ">= 0", "< 1")
-    target_modules: list[str] | str = "all-linear"
+    r: int = option(16, "LoRA rank.", (">= 1",))
+    alpha: int = option(32, "LoRA alpha.", ("> 0",))
+    dropout: float = option(0.0, "LoRA dropout.", (">= 0", "< 1"))
+    target_modules: list[str] | str = option("all-linear", "Modules to adapt, or all-linear.")
 
 
 @dataclass
 class Recipe:
-    model_name_or_path: str = "tiny-demo"
-    algorithm: str = "gtpo"  # "gtpo", or "grpo" for TRL's GRPOTrainer as the baseline
-    seed: int = 0
-    dataset: DatasetSection = field(default_factory=DatasetSection)
-    rewards: list[str] = field(default_factory=lambda: ["format_reward", "correctness_reward"])
-    warm_start: WarmStartSection = field(default_factory=WarmStartSection)
-    evaluation: EvaluationSection = field(default_factory=EvaluationSection)
-    lora: LoraSection | None = None
-    training: dict[str, Any] = field(default_factory=dict)
+    model_name_or_path: str = option(
+        "tiny-demo", "Hub id, local path, tiny-test, tiny-demo, tiny-100m or smollm2-135m."
+    )
+    algorithm: str = option(
+        "gtpo", "gtpo, or grpo for TRL's GRPOTrainer as the baseline.", choices=ALGORITHMS
+    )
+    seed: int = option(0, "Seed of the model's initialisation, data, warm start, training and evaluation.")
+    dataset: DatasetSection = option(help="Training data.", factory=DatasetSection)
+    rewards: list[str] = option(
+        help="Reward functions from gtpo.rewards.", factory=lambda: ["format_reward", "correctness_reward"]
+    )
+    warm_start: WarmStartSection = option(help="Supervised warm start.", factory=WarmStartSection)
+    evaluation: EvaluationSection = option(help="Held-out evaluation.", factory=EvaluationSection)
+    lora: LoraSection | None = option(None, "LoRA adapter; none: full fine-tuning.")
+    training: dict[str, Any] = option(help="GTPOConfig fields.", factory=dict)
 
+    def __post_init__(self) -> None:
+        from gtpo.tasks.rewards import REWARDS
 
-ALGORITHMS = ("gtpo", "grpo")
+        if not self.rewards:
+            raise FieldError("rewards", "name at least one reward function")
+        for name in self.rewards:
+            if name not in REWARDS:
+                hint = did_you_mean(name, REWARDS)
+                raise FieldError("rewards", f"unknown reward {name!r}{hint}; known: {', '.join(REWARDS)}")
+
 
 # TRL and transformers training fields whose bad values would otherwise surface only once a model
 # is loaded (or never, as a silently odd run). GTPO's own fields are checked by GTPOConfig.
@@ -131,10 +152,18 @@ TRAINING_CHOICES: dict[str, tuple[str, ...]] = {
     "scale_rewards": ("group", "batch", "none"),
     "multi_objective_aggregation": ("sum_then_normalize", "normalize_then_sum"),
 }
-_COMPARISONS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
+# Training fields that `gtpo train` would accept and then not use, with what to use instead.
+TRAINING_REFUSED: dict[str, str] = {
+    "seed": "the recipe's seed (--seed) seeds the whole run",
+    "resume_from_checkpoint": "gtpo train --resume continues from the last checkpoint",
+    "do_train": "gtpo train always trains",
+    "do_eval": "the recipe's evaluation section evaluates",
+    "do_predict": "the recipe's evaluation section evaluates",
+    "eval_strategy": "the recipe's evaluation section evaluates (before and after RL)",
+}
 
 
-def _training_fields() -> dict[str, Any]:
+def training_fields() -> dict[str, Any]:
     """GTPOConfig's field names and their type annotations."""
     from gtpo.trainer import GTPOConfig
 
@@ -142,179 +171,52 @@ def _training_fields() -> dict[str, Any]:
     return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(GTPOConfig) if f.init}
 
 
-def _suggest(name: str, choices: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _join(where: str, name: str) -> str:
-    return f"{where}.{name}" if where else name
-
-
-def _check_bounds(value: Any, bounds: tuple[str, ...], where: str) -> None:
-    """Raise when a number is not finite or breaks one of its bounds (">= 1", "< 1", ...)."""
-    if value is None or not bounds:
-        return
-    holds = math.isfinite(value) and all(
-        _COMPARISONS[op](value, float(limit)) for op, limit in (bound.split() for bound in bounds)
-    )
-    if not holds:
-        raise _FieldError(where, f"must be {' and '.join(bounds)}, got {value!r}")
-
-
-def _yaml_value(text: str, where: str) -> Any:
-    """A list or mapping given on the command line, read as YAML."""
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise _FieldError(where, f"not valid YAML: {text!r}") from None
-
-
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Check value against a type annotation, converting strings from the command line and
-    YAML's unquoted scientific notation ("1e-4"). Raises RecipeError naming the field path."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(annotation)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(value, option, where)
-            except RecipeError as error:
-                errors.append(error)
-        raise errors[0] if errors else _FieldError(where, f"unsupported value {value!r}")
-    if origin is list:
-        (item,) = typing.get_args(annotation) or (Any,)
-        if isinstance(value, str):
-            value = _yaml_value(value, where) if value.startswith("[") else [v for v in value.split(",") if v]
-        if not isinstance(value, list):
-            raise _FieldError(where, f"expected a list, got {value!r}")
-        return [_coerce(v, item, where) for v in value]
-    if origin is dict or annotation is dict:
-        if isinstance(value, str):
-            value = _yaml_value(value, where)
-        if not isinstance(value, dict):
-            raise _FieldError(where, f"expected a mapping, got {value!r}")
-        return value
-    if annotation is Any or annotation is typing.Any:
-        return value
-    if dataclasses.is_dataclass(annotation):
-        if not isinstance(value, dict):
-            raise _FieldError(where, f"expected a mapping of {annotation.__name__} fields, got {value!r}")
-        return _build(annotation, value, where)
-    if annotation is bool:
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        if isinstance(value, bool):
-            return value
-        raise _FieldError(where, f"expected true or false, got {value!r}")
-    if annotation is int:
-        if isinstance(value, bool):
-            raise _FieldError(where, f"expected an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise _FieldError(where, f"expected an integer, got {value!r}")
-    if annotation is float:
-        if isinstance(value, bool):
-            raise _FieldError(where, f"expected a number, got {value!r}")
-        if isinstance(value, (int, float)):
-            return float(value)
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise _FieldError(where, f"expected a number, got {value!r}") from None
-    if annotation is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise _FieldError(where, f"expected a string, got {value!r}")
-    # Enums and other TRL types: let the config class validate them.
-    return value
-
-
-def _build(cls: type, values: dict[str, Any], where: str):
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for name, value in values.items():
-        path = _join(where, name)
-        if name not in fields:
-            raise _FieldError(path, f"unknown field {name!r}{_suggest(name, fields)}")
-        kwargs[name] = _coerce(value, hints[name], path)
-        _check_bounds(kwargs[name], fields[name].metadata.get("bounds", ()), path)
-    return cls(**kwargs)
-
-
 def _check_training(training: dict[str, Any]) -> dict[str, Any]:
-    known = _training_fields()
+    known = training_fields()
     checked = {}
     for name, value in training.items():
         path = f"training.{name}"
         if name not in known:
-            raise _FieldError(path, f"unknown training field{_suggest(name, known)}")
-        checked[name] = _coerce(value, known[name], path)
-        _check_bounds(checked[name], TRAINING_BOUNDS.get(name, ()), path)
-        choices = TRAINING_CHOICES.get(name)
-        if choices and checked[name] not in choices:
-            raise _FieldError(path, f"must be one of {choices}, got {checked[name]!r}")
+            raise FieldError(path, f"unknown training field{did_you_mean(name, known)}")
+        if name in TRAINING_REFUSED:
+            raise FieldError(path, f"not used by gtpo train: {TRAINING_REFUSED[name]}")
+        checked[name] = coerce(value, known[name], path)
+        check_value(checked[name], path, TRAINING_BOUNDS.get(name, ()), TRAINING_CHOICES.get(name))
+    if checked.get("max_steps", -1) != -1 and checked["max_steps"] < 1:
+        raise FieldError(
+            "training.max_steps",
+            f"must be >= 1, or -1 to train for num_train_epochs, got {checked['max_steps']}",
+        )
     return checked
 
 
-FLAG_NAME = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*", re.ASCII)
-
-
-def parse_overrides(argv: list[str]) -> list[tuple[str, str]]:
-    """`--name value` / `--name=value` pairs, in order."""
-    pairs = []
-    index = 0
-    while index < len(argv):
-        flag = argv[index]
-        if not flag.startswith("--") or flag == "--":
-            raise RecipeError(f"unexpected argument {flag!r}: overrides look like --field value")
-        name = flag[2:]
-        if "=" in name:
-            name, value = name.split("=", 1)
-            index += 1
-        else:
-            if index + 1 >= len(argv):
-                raise RecipeError(f"flag {flag} needs a value")
-            value = argv[index + 1]
-            index += 2
-        if not FLAG_NAME.fullmatch(name):
-            raise RecipeError(f"unexpected argument {flag!r}: a flag names a field, as --dataset.limit")
-        pairs.append((name, value))
-    return pairs
-
-
-def _apply_override(raw: dict[str, Any], name: str, value: str) -> None:
-    top = {f.name for f in dataclasses.fields(Recipe)}
+def _apply_override(raw: dict[str, Any], name: str, value: str | list[str], given: set[str]) -> str:
+    """Put a flag's value into the raw recipe; returns the field path it set."""
     head, *rest = name.split(".")
-    if head in top and head != "training":
-        target = raw
-        for part in [head, *rest][:-1]:
-            if not isinstance(target.get(part), dict):
-                target[part] = {}
-            target = target[part]
-        target[[head, *rest][-1]] = value
-        return
-    if head == "training" and len(rest) == 1:
+    if head != "training":
+        annotation = field_type(Recipe, name)
+        if annotation is not None:
+            set_flag(raw, name, value, extend=name in given and is_list(annotation))
+            return name
+        if head in {f.name for f in dataclasses.fields(Recipe)}:
+            hint = did_you_mean(rest[-1], _section_fields(head))
+            raise FieldError(name, f"unknown field {rest[-1]!r}{hint}")
+    elif len(rest) == 1:
         name = rest[0]
-    elif head == "training":
+    else:
         raise RecipeError(
             f"--{name}: name one training field, as --training.learning_rate or --learning_rate"
         )
-    if name in _training_fields():
-        raw.setdefault("training", {})[name] = value
-        return
-    raise RecipeError(f"--{name}: unknown flag{_suggest(name, [*top, *_training_fields()])}")
+    if name in training_fields():
+        path = f"training.{name}"
+        set_flag(raw, path, value, extend=path in given and is_list(training_fields()[name]))
+        return path
+    names = [*(p for p, _ in fields_of(Recipe)), *training_fields()]
+    raise RecipeError(f"--{name}: unknown flag{did_you_mean(name, names)}")
+
+
+def _section_fields(section: str) -> list[str]:
+    return [p.split(".")[-1] for p, _ in fields_of(Recipe) if p.startswith(section + ".")]
 
 
 def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> Recipe:
@@ -333,39 +235,37 @@ def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> 
             raise RecipeError(f"{file}:{line} is not valid YAML") from None
         if not isinstance(raw, dict):
             raise RecipeError(f"{file}: a recipe is a mapping of fields, got {type(raw).__name__}")
-    flags = {}  # field path -> the flag that set it, so that an error names the flag
-    for name, value in parse_overrides(overrides or []):
-        _apply_override(raw, name, value)
-        top = name.split(".")[0] in _recipe_fields()
-        flags[name if top else f"training.{name}"] = f"--{name}"
+    flags: dict[str, str] = {}  # field path -> the flag that set it, so that an error names the flag
+    for name, value in parse_flags(overrides or []):
+        try:
+            flags[_apply_override(raw, name, value, set(flags))] = f"--{name}"
+        except FieldError as error:
+            raise RecipeError(f"--{name}: {error.problem}") from None
     try:
-        return _check_recipe(raw)
-    except _FieldError as error:
+        recipe = _check_recipe(raw)
+        _refuse_unused(recipe, flags)
+    except FieldError as error:
         flag = flags.get(error.path)
         raise RecipeError(f"{flag}: {error.problem}" if flag else f"{source}: {error}") from None
+    return recipe
 
 
-def _recipe_fields() -> set[str]:
-    return {f.name for f in dataclasses.fields(Recipe)}
+def _refuse_unused(recipe: Recipe, flags: dict[str, str]) -> None:
+    """A flag for a section that the recipe leaves off would be ignored: raise FieldError."""
+    for path in flags:
+        if path.startswith("warm_start.") and path != "warm_start.steps" and recipe.warm_start.steps == 0:
+            raise FieldError(path, "set, but warm_start.steps is 0 (no warm start)")
+        if path.startswith("evaluation.") and recipe.evaluation.dataset is None:
+            raise FieldError(path, "set, but the recipe names no evaluation.dataset (no evaluation)")
 
 
 def _check_recipe(raw: dict[str, Any]) -> Recipe:
     """Build a Recipe from plain data, checking names, types, ranges and the cross-field rules."""
     training = raw.pop("training", None) or {}
     if not isinstance(training, dict):
-        raise _FieldError("training", "expected a mapping of training fields")
-    recipe = _build(Recipe, raw, "")
+        raise FieldError("training", "expected a mapping of training fields")
+    recipe = build(Recipe, raw)
     recipe.training = _check_training(training)
-    if recipe.algorithm not in ALGORITHMS:
-        raise _FieldError("algorithm", f"must be one of {ALGORITHMS}, got {recipe.algorithm!r}")
-    if not recipe.rewards:
-        raise _FieldError("rewards", "name at least one reward function")
-    evaluation = recipe.evaluation
-    if evaluation.num_samples > 1 and evaluation.temperature == 0:
-        raise _FieldError(
-            "evaluation.num_samples",
-            f"{evaluation.num_samples} samples per problem need evaluation.temperature > 0",
-        )
     return recipe
 
 
