@@ -20,9 +20,9 @@ STEP_LINE = (
 )
 
 
-def step_line(step: int, max_steps: int, logs: dict[str, Any]) -> str:
-    """`step 5/200  loss 0.012  reward 7.41  ...` with the metrics of STEP_LINE that the logs hold."""
-    parts = [f"step {step}/{max_steps}"]
+def step_line(phase: str, step: int, max_steps: int, logs: dict[str, Any]) -> str:
+    """`rl step 5/200  loss 0.012  reward 7.41  ...` with the metrics of STEP_LINE that the logs hold."""
+    parts = [f"{phase} step {step}/{max_steps}"]
     for key, label in STEP_LINE:
         if isinstance(logs.get(key), (int, float)):
             parts.append(f"{label} {logs[key]:.3g}")
@@ -32,8 +32,9 @@ def step_line(step: int, max_steps: int, logs: dict[str, Any]) -> str:
 class ConsoleLog(ProgressCallback):
     """transformers' progress bar, or none (`disable_tqdm`), with `step_line` for each log entry."""
 
-    def __init__(self, bar: bool) -> None:
+    def __init__(self, phase: str, bar: bool) -> None:
         super().__init__()
+        self.phase = phase
         self.bar = bar
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -51,15 +52,15 @@ class ConsoleLog(ProgressCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs or "train_runtime" in logs:
             return
-        line = step_line(state.global_step, state.max_steps, logs)
+        line = step_line(self.phase, state.global_step, state.max_steps, logs)
         if self.training_bar is not None:
             self.training_bar.write(line)
         else:
             print(line, flush=True)
 
 
-def use_console_log(trainer: Trainer) -> None:
-    """Replace the trainer's printer or progress callback by ConsoleLog."""
+def use_console_log(trainer: Trainer, phase: str) -> None:
+    """Replace the trainer's printer or progress callback by ConsoleLog; `phase` starts each line."""
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(ConsoleLog(bar=not trainer.args.disable_tqdm))
+    trainer.add_callback(ConsoleLog(phase, bar=not trainer.args.disable_tqdm))

@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import datasets
+import transformers
 import yaml
 from datasets import Dataset
 from transformers import TrainerCallback
@@ -126,6 +128,9 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
     from gtpo.app.models import check_model_name, load_model_and_tokenizer
     from gtpo.trainer import GTPOTrainer
 
+    # Bars for tokenising datasets and writing or loading weights: not the user's to act on.
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
     # Everything that can be wrong in the recipe fails here, before a model is loaded.
     config = training_config(recipe)
     from gtpo.tasks.rewards import REWARDS
@@ -210,7 +215,7 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
         peft_config=peft_config,
     )
     trainer.add_callback(RunLog(run_dir, trainer, tokenizer))
-    use_console_log(trainer)
+    use_console_log(trainer, "rl")
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(str(run_dir / "final"))
 

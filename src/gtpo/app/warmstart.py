@@ -78,7 +78,7 @@ def warm_start(
         train_dataset=warm_start_dataset(dataset, format_fraction, seed),
         processing_class=tokenizer,
     )
-    use_console_log(trainer)
+    use_console_log(trainer, "warm start")
     trainer.train()
     # accelerate patched the model's forward for mixed precision (TRL's configs default to bf16, on
     # CPU too); without the patch the model computes as it will once saved and loaded again.
