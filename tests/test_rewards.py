@@ -1,12 +1,12 @@
 """gtpo.tasks.rewards: the paper's format and correctness rewards, bounded against hostile completions."""
 
 import json
-import time
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gtpo.tasks import rewards as rewards_module
 from gtpo.tasks.datasets import last_boxed
 from gtpo.tasks.rewards import (
     answers_equal,
@@ -96,11 +96,22 @@ def test_extract_answer_takes_the_final_block():
         "x" * 400 + "^" * 100,
     ],
 )
-def test_hostile_answers_return_zero_in_bounded_time(answer, tmp_path):
-    start = time.perf_counter()
+def test_hostile_answers_return_zero_in_bounded_time(answer, monkeypatch):
+    """Time is bounded by construction, not measured: the reward waits for the math-verify worker
+    only through `_read_line(timeout)` (a `select` with that timeout), and here at most once, for
+    at most one check's time limit (besides the wait for a fresh worker to start)."""
+    waits = []
+    read_line = rewards_module._VERIFIER._read_line
+
+    def recorded(timeout):
+        waits.append(timeout)
+        return read_line(timeout)
+
+    monkeypatch.setattr(rewards_module._VERIFIER, "_read_line", recorded)
     rewards = correctness_reward([f"<reasoning>r</reasoning><answer>{answer}</answer>"], answer=["5"])
     assert rewards == [0.0]
-    assert time.perf_counter() - start < 12.0  # one check's time limit plus a worker restart
+    checks = [w for w in waits if w != rewards_module.WORKER_START_TIMEOUT_SECONDS]
+    assert len(checks) <= 1 and all(w <= rewards_module.CHECK_TIMEOUT_SECONDS for w in checks)
 
 
 def test_checks_keep_working_after_a_timeout():
