@@ -28,6 +28,7 @@ PLOTS = {
     "gated_out_share": ["gtpo/gated_out_share"],
 }
 
+LINE_STYLES = ("-", "--", ":", "-.")
 STYLE = """
 body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
 .grid{display:grid;grid-template-columns:1fr 1fr;gap:12px}
@@ -83,19 +84,21 @@ def write_plots(out: Path, runs: dict[str, list[dict[str, Any]]]) -> list[Path]:
     plots.mkdir(parents=True, exist_ok=True)
     written = []
     for name, keys in PLOTS.items():
-        series = {}
-        for run, records in runs.items():
-            for key in keys:
+        series = {}  # label -> (color: one per run, line style: one per key, points)
+        for color, (run, records) in enumerate(runs.items()):
+            for style, key in enumerate(keys):
                 points = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float))]
                 label = key if len(runs) == 1 else f"{run}: {key}" if len(keys) > 1 else run
                 if points:
-                    series[label] = points
+                    series[label] = (color, style, points)
         if not series:
             continue
         figure, axis = plt.subplots(figsize=(5, 3.2), dpi=110)
-        for label, points in series.items():
+        for label, (color, style, points) in series.items():
             steps, values = zip(*points, strict=True)
-            axis.plot(steps, values, label=label, marker="." if len(points) < 30 else None)
+            axis.plot(steps, values, label=label, color=f"C{color if len(runs) > 1 else style}",
+                      linestyle=LINE_STYLES[style % len(LINE_STYLES)] if len(runs) > 1 else "-",
+                      marker="." if len(points) < 30 else None)  # fmt: skip
         axis.set_xlabel("step")
         axis.set_title(name.replace("_", " "))
         axis.grid(alpha=0.3)
