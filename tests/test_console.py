@@ -19,5 +19,6 @@ def test_console_log_prints_one_line_per_log_and_nothing_at_the_end(tmp_path, ca
     console.on_train_begin(args, state, TrainerControl())
     console.on_log(args, state, TrainerControl(), logs={"loss": 2.5, "grad_norm": 1.0})
     console.on_log(args, state, TrainerControl(), logs={"train_runtime": 12.0, "train_loss": 2.0})
+    console.on_train_end(args, state, TrainerControl())
     captured = capsys.readouterr()
     assert captured.out == "warm start step 3/10  loss 2.5\n" and captured.err == ""

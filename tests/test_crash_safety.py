@@ -173,6 +173,7 @@ def reference(tmp_path_factory) -> Path:
     return run
 
 
+@pytest.mark.slow
 def test_kill_9_during_training_then_resume_ends_like_an_uninterrupted_run(reference, tmp_path):
     env = _sandbox(tmp_path)
     run = tmp_path / "cwd" / "run"
@@ -213,6 +214,7 @@ def test_kill_9_during_training_then_resume_ends_like_an_uninterrupted_run(refer
     assert _written_outside(tmp_path, "run") == []
 
 
+@pytest.mark.slow
 def test_crash_in_the_middle_of_a_save_leaves_no_partial_checkpoint(reference, tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
     argv = _train_argv(_write_recipe(tmp_path), run)
@@ -253,6 +255,7 @@ def test_crash_in_the_middle_of_a_save_leaves_no_partial_checkpoint(reference, t
     assert _checkpoints(run) == ["checkpoint-6", "checkpoint-7"]
 
 
+@pytest.mark.slow
 def test_kill_9_during_evaluation_then_the_same_command_finishes_it(tmp_path, monkeypatch, capsys):
     from gtpo.app import evaluation
 

@@ -82,6 +82,7 @@ def test_saved_model_loads_back_by_path(tmp_path):
         assert torch.equal(a, b)
 
 
+@pytest.mark.slow
 def test_smollm2_alias_loads_the_packaged_model():
     model, tokenizer = load_model_and_tokenizer("smollm2-135m")
     assert 130e6 < sum(p.numel() for p in model.parameters()) < 140e6

@@ -310,6 +310,7 @@ def _run_conflict_script(out_dir, processes: int) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_two_processes_compute_what_one_does(tmp_path):
     """A group split across two processes gets the same conflict weights and loss as in one."""
     (tmp_path / "one").mkdir()

@@ -49,6 +49,10 @@ class ConsoleLog(ProgressCallback):
         if self.bar:
             super().on_prediction_step(args, state, control, eval_dataloader, **kwargs)
 
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar:
+            super().on_train_end(args, state, control, **kwargs)
+
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs or "train_runtime" in logs:
             return
