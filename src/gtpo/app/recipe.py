@@ -131,7 +131,6 @@ TRAINING_BOUNDS: dict[str, tuple[str, ...]] = {
     "per_device_train_batch_size": (">= 1",),
     "gradient_accumulation_steps": (">= 1",),
     "num_generations": (">= 2",),
-    "num_generations_eval": (">= 1",),
     "generation_batch_size": (">= 1",),
     "steps_per_generation": (">= 1",),
     "num_iterations": (">= 1",),
@@ -152,14 +151,21 @@ TRAINING_CHOICES: dict[str, tuple[str, ...]] = {
     "scale_rewards": ("group", "batch", "none"),
     "multi_objective_aggregation": ("sum_then_normalize", "normalize_then_sum"),
 }
+
 # Training fields that `gtpo train` would accept and then not use, with what to use instead.
+_EVALUATION = "the trainer gets no eval dataset; the recipe's evaluation section evaluates, before and after"
 TRAINING_REFUSED: dict[str, str] = {
     "seed": "the recipe's seed (--seed) seeds the whole run",
+    "data_seed": "the recipe's seed (--seed) also orders the data",
     "resume_from_checkpoint": "gtpo train --resume continues from the last checkpoint",
     "do_train": "gtpo train always trains",
-    "do_eval": "the recipe's evaluation section evaluates",
-    "do_predict": "the recipe's evaluation section evaluates",
-    "eval_strategy": "the recipe's evaluation section evaluates (before and after RL)",
+    **dict.fromkeys(
+        ("do_eval", "do_predict", "eval_strategy", "eval_steps", "eval_delay", "eval_on_start",
+         "per_device_eval_batch_size", "eval_accumulation_steps", "num_generations_eval", "bf16_full_eval",
+         "fp16_full_eval", "prediction_loss_only", "eval_do_concat_batches", "eval_use_gather_object",
+         "batch_eval_metrics", "load_best_model_at_end", "metric_for_best_model"),
+        _EVALUATION,
+    ),
 }
 
 
