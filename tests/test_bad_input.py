@@ -93,7 +93,7 @@ GSM8K = ["--dataset.name", "gsm8k", "--warm_start.steps", "0", "--dataset.path"]
         (["--training.seed", "3"], "--training.seed: not used by gtpo train: the recipe's seed (--seed)"),
         (["--resume_from_checkpoint", "x"], "--resume_from_checkpoint: not used by gtpo train"),
         (["--eval_strategy", "steps"], "--eval_strategy: not used by gtpo train"),
-        (["--num_generations_eval", "4"], "--num_generations_eval: not used by gtpo train: the trainer gets no"),
+        (["--num_generations_eval", "4"], "--num_generations_eval: not used by gtpo train: the trainer"),
         (["--data_seed", "4"], "--data_seed: not used by gtpo train: the recipe's seed (--seed) also orders"),
         (["--warm_start.steps", "0", "--warm_start.learning_rate", "0.1"],
          "--warm_start.learning_rate: set, but warm_start.steps is 0 (no warm start)"),
