@@ -131,10 +131,8 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
 
 
 def _scalar(value: Any, annotation: Any, where: str) -> Any:
-    if isinstance(value, list) and annotation in (bool, int, float, str):
-        if len(value) != 1:
-            raise FieldError(where, f"takes one value; unexpected argument {value[1]!r}")
-        value = value[0]
+    if isinstance(value, list) and len(value) > 1 and annotation in (bool, int, float, str):
+        raise FieldError(where, f"takes one value; unexpected argument {value[1]!r}")
     if annotation is bool:
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
