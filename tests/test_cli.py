@@ -10,7 +10,7 @@ import pytest
 from gtpo.app.cli import main
 from gtpo.app.evaluation import EvalConfig
 from gtpo.app.options import fields_of, load_flags
-from gtpo.app.recipe import TRAINING_REFUSED, Recipe, load_recipe, training_fields
+from gtpo.app.recipe import TRAINING_REFUSED, Recipe, RecipeError, load_recipe, training_fields
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "configs" / "demo.yaml"
@@ -126,3 +126,11 @@ def test_grpo_baseline_with_kl_uses_the_warm_started_model_as_reference(tmp_path
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert all("kl" in m for m in metrics) and not any("gtpo/gated_out_share" in m for m in metrics)
     assert (run / "rl_start" / "model.safetensors").exists()
+
+
+def test_a_flag_for_a_section_the_recipe_leaves_off_is_refused():
+    with pytest.raises(RecipeError, match=r"^--evaluation.temperature: set, but the recipe names no"):
+        load_recipe(None, ["--evaluation.temperature", "0.5"])
+    # the same section switched on by a flag takes the flag's values
+    recipe = load_recipe(None, ["--evaluation.dataset.name", "gsm8k", "--evaluation.temperature", "0.5"])
+    assert recipe.evaluation.dataset.name == "gsm8k" and recipe.evaluation.temperature == 0.5
