@@ -171,9 +171,9 @@ def build(cls: type, values: dict[str, Any], where: str = "") -> Any:
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in values.items():
-        path = _join(where, name)
+        path = _join(where, name if isinstance(name, str) and name.isidentifier() else repr(name))
         if name not in fields:
-            raise FieldError(path, f"unknown field {name!r}{did_you_mean(name, fields)}")
+            raise FieldError(path, f"unknown field {name!r}{did_you_mean(str(name), fields)}")
         kwargs[name] = coerce(value, hints[name], path)
         metadata = fields[name].metadata
         check_value(kwargs[name], path, metadata.get("bounds", ()), metadata.get("choices"))

@@ -181,9 +181,9 @@ def _check_training(training: dict[str, Any]) -> dict[str, Any]:
     known = training_fields()
     checked = {}
     for name, value in training.items():
-        path = f"training.{name}"
+        path = f"training.{name if isinstance(name, str) and name.isidentifier() else repr(name)}"
         if name not in known:
-            raise FieldError(path, f"unknown training field{did_you_mean(name, known)}")
+            raise FieldError(path, f"unknown training field{did_you_mean(str(name), known)}")
         if name in TRAINING_REFUSED:
             raise FieldError(path, f"not used by gtpo train: {TRAINING_REFUSED[name]}")
         checked[name] = coerce(value, known[name], path)
