@@ -105,7 +105,7 @@ def test_hostile_answers_return_zero_in_bounded_time(answer, monkeypatch):
 
     def recorded(timeout):
         waits.append(timeout)
-        return read_line(timeout)
+        return read_line(min(timeout, 1.0))  # what is checked is the time asked for; wait 1 s at most
 
     monkeypatch.setattr(rewards_module._VERIFIER, "_read_line", recorded)
     rewards = correctness_reward([f"<reasoning>r</reasoning><answer>{answer}</answer>"], answer=["5"])

@@ -253,6 +253,7 @@ def test_several_iterations_and_generation_steps(tmp_path):
     assert all(e["clip_ratio/region_mean"] >= e["clip_ratio/high_mean"] for e in logged)
 
 
+@pytest.mark.slow
 def test_lora_training_and_resume_restores_initial_entropy(tmp_path):
     from peft import LoraConfig
 
