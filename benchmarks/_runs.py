@@ -34,7 +34,7 @@ def train(run_dir: Path, flags: list[str], threads: int | None) -> dict[str, Any
     """One `gtpo train --output_dir run_dir FLAGS...` in a child process (`threads` CPU threads), or
     the finished run already there; returns its summary.json and metrics.jsonl records."""
     if not (run_dir / "summary.json").exists():
-        command = [sys.executable, "-m", "gtpo.cli", "train", "--output_dir", str(run_dir), *flags]
+        command = [sys.executable, "-m", "gtpo", "train", "--output_dir", str(run_dir), *flags]
         env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
         result = subprocess.run(command, capture_output=True, text=True, env=env)
         if result.returncode != 0:

@@ -247,7 +247,7 @@ def tiny_child(sizes: Sizes) -> dict:
     from datasets import Dataset
 
     from gtpo import GTPOConfig, GTPOTrainer
-    from gtpo.models import load_model_and_tokenizer
+    from gtpo.app.models import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(sizes.tiny_model)
     model = model.to(_device(), torch.bfloat16)

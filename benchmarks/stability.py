@@ -380,8 +380,8 @@ class Study:
 
 def check_runs(study: Study, seeds: list[int]) -> None:
     """Every recipe the study would run is valid (names, values, GTPOConfig), before anything runs."""
-    from gtpo.pipeline import training_config
-    from gtpo.recipe import RecipeError, load_recipe
+    from gtpo.app.pipeline import training_config
+    from gtpo.app.recipe import RecipeError, load_recipe
 
     for cell in study.cells:
         for variant in study.variants:

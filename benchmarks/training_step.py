@@ -57,9 +57,9 @@ def child(variant: str, size: str, steps: int, warmup: int, completion_length: i
     from trl import GRPOConfig, GRPOTrainer
 
     from gtpo import algorithm
-    from gtpo.models import load_model_and_tokenizer
-    from gtpo.rewards import correctness_reward, format_reward
+    from gtpo.app.models import load_model_and_tokenizer
     from gtpo.tasks.arithmetic import make_arithmetic_dataset
+    from gtpo.tasks.rewards import correctness_reward, format_reward
     from gtpo.trainer import GTPOConfig, GTPOTrainer
 
     torch.manual_seed(seed)

@@ -13,7 +13,7 @@ import torch
 from datasets import Dataset
 from trl import GRPOTrainer
 
-from gtpo.models import build_tiny_model, build_tokenizer
+from gtpo.app.models import build_tiny_model, build_tokenizer
 from gtpo.trainer import GTPOConfig, GTPOTrainer
 
 GROUP_SIZE = 4

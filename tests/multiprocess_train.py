@@ -10,7 +10,7 @@ import sys
 import torch
 from datasets import Dataset
 
-from gtpo.models import build_tiny_model, build_tokenizer
+from gtpo.app.models import build_tiny_model, build_tokenizer
 from gtpo.trainer import GTPOConfig, GTPOTrainer
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import huggingface_hub
 import pytest
 
-import gtpo.models
+import gtpo.app.models
 import gtpo.tasks.datasets
-from gtpo.cli import main
+from gtpo.app.cli import main
 
 DEMO = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 GOOD_ROW = json.dumps({"question": "What is 1 + 1?", "answer": "1 + 1 = 2\n#### 2"})
@@ -44,7 +44,7 @@ def workdir(tmp_path, monkeypatch):
     def offline_dataset(hub_id, *args, **kwargs):
         raise ConnectionError(f"Couldn't reach {hub_id!r} on the Hub (OfflineModeIsEnabled)")
 
-    monkeypatch.setattr(gtpo.models, "load_model_and_tokenizer", no_model)
+    monkeypatch.setattr(gtpo.app.models, "load_model_and_tokenizer", no_model)
     monkeypatch.setattr(huggingface_hub, "repo_exists", no_hub)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(gtpo.tasks.datasets, "load_dataset", offline_dataset)
@@ -85,6 +85,21 @@ GSM8K = ["--dataset.name", "gsm8k", "--warm_start.steps", "0", "--dataset.path"]
         (["--max_steps"], "flag --max_steps needs a value"),
         # wrong types
         (["--max_steps", "ten"], "--max_steps: expected an integer, got 'ten'"),
+        # values that would be accepted and then ignored or misread
+        (["--dataset.path", "{tmp}/good.jsonl"], "--dataset.path: the arithmetic task is generated"),
+        (["--evaluation.dataset.path", "{tmp}/good.jsonl"], "--evaluation.dataset.path: the arithmetic"),
+        (["--max_steps", "-3"], "--max_steps: must be >= 1, or -1 to train for num_train_epochs, got -3"),
+        (["--max_steps", "0"], "--max_steps: must be >= 1, or -1 to train for num_train_epochs, got 0"),
+        (["--training.seed", "3"], "--training.seed: not used by gtpo train: the recipe's seed (--seed)"),
+        (["--resume_from_checkpoint", "x"], "--resume_from_checkpoint: not used by gtpo train"),
+        (["--eval_strategy", "steps"], "--eval_strategy: not used by gtpo train"),
+        (["--num_generations_eval", "4"], "--num_generations_eval: not used by gtpo train: the trainer"),
+        (["--data_seed", "4"], "--data_seed: not used by gtpo train: the recipe's seed (--seed) also orders"),
+        (
+            ["--warm_start.steps", "0", "--warm_start.learning_rate", "0.1"],
+            "--warm_start.learning_rate: set, but warm_start.steps is 0 (no warm start)",
+        ),
+        (["--algorithm", "ppo"], "--algorithm: must be one of ('gtpo', 'grpo'), got 'ppo'"),
         (["--seed", "1.5"], "--seed: expected an integer, got '1.5'"),
         (["--gamma", "high"], "--gamma: expected a number, got 'high'"),
         (["--use_cpu", "maybe"], "--use_cpu: expected true or false, got 'maybe'"),
@@ -204,15 +219,26 @@ EVAL = ["eval", "--model_name_or_path", "tiny-test", "--output_dir", "{tmp}/run"
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--benchmarks", "gsm9k"], "--benchmarks: unknown benchmark 'gsm9k' (did you mean 'gsm8k'?)"),
-        (["--benchmarks", "gsm8k", "--dataset_path", "gsm8k"], "--dataset_path expects NAME=PATH"),
-        (["--benchmarks", "gsm8k", "--temprature", "1"], "unrecognized argument '--temprature' (did you"),
-        (["--benchmarks", "gsm8k", "--limit", "abc"], "argument --limit: invalid int value: 'abc'"),
-        (["--benchmarks", "gsm8k", "--limit", "0"], "--limit must be >= 1, got 0"),
-        (["--benchmarks", "gsm8k", "--k", "0"], "--k 0: each k must be between 1 and --num_samples (1)"),
-        (["--benchmarks", "gsm8k", "--num_samples", "4"], "--num_samples 4 needs --temperature > 0"),
-        (["--benchmarks", "gsm8k", "--top_p", "0"], "--top_p must be > 0 and <= 1, got 0.0"),
-        (["--benchmarks", "gsm8k", "--temperature", "-1"], "--temperature must be >= 0, got -1.0"),
+        (["--benchmarks", "gsm9k"], "got 'gsm9k' (did you mean 'gsm8k'?)"),
+        (["--benchmarks", "gsm8k", "--dataset_path", "gsm8k"], "--dataset_path: expects NAME=PATH"),
+        (["--benchmarks", "gsm8k", "--temprature", "1"], "--temprature: unknown flag (did you"),
+        (["--benchmarks", "gsm8k", "--limit", "abc"], "--limit: expected an integer, got 'abc'"),
+        (["--benchmarks", "gsm8k", "--limit", "0"], "--limit: must be >= 1, got 0"),
+        (
+            ["--benchmarks", "gsm8k", "math", "--k", "1", "4", "--num_samples", "2", "--temperature", "1"],
+            "--k: must be >= 1 and <= 2, got 4",
+        ),
+        (["--benchmarks", "gsm8k", "--top_p", "0.9"], "--top_p: set, but greedy decoding"),
+        (["--benchmarks", "gsm8k", "--seed", "3"], "--seed: set, but greedy decoding"),
+        (
+            ["--benchmarks", "gsm8k", "--dataset_path", "math={tmp}/good.jsonl"],
+            "--dataset_path: 'math' is not one of the benchmarks ['gsm8k']",
+        ),
+        (["--output_dir", "{tmp}/run", "x"], "--output_dir: takes one value; unexpected argument 'x'"),
+        (["--benchmarks", "gsm8k", "--k", "0"], "--k: must be >= 1 and <= 1, got 0"),
+        (["--benchmarks", "gsm8k", "--num_samples", "4"], "--num_samples: 4 samples per problem need"),
+        (["--benchmarks", "gsm8k", "--top_p", "0"], "--top_p: must be > 0 and <= 1, got 0.0"),
+        (["--benchmarks", "gsm8k", "--temperature", "-1"], "--temperature: must be >= 0, got -1.0"),
         (["--benchmarks", "gsm8k", "--model_name_or_path", "tiny-dmo"], "unknown model 'tiny-dmo'"),
         (["--benchmarks", "gsm8k", "--dataset_path", "gsm8k={tmp}/nope.jsonl"], "dataset file not found"),
         (["--benchmarks", "gsm8k", "--dataset_path", "gsm8k={tmp}/bad_json.jsonl"], "bad_json.jsonl:2: not"),

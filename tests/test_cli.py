@@ -1,19 +1,23 @@
 """Recipes, the `gtpo` command, and a shortened run of the offline demo."""
 
+import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
-from gtpo.cli import main
-from gtpo.recipe import RecipeError, load_recipe
+from gtpo.app.cli import main
+from gtpo.app.evaluation import EvalConfig
+from gtpo.app.options import fields_of, load_flags
+from gtpo.app.recipe import TRAINING_REFUSED, Recipe, RecipeError, load_recipe, training_fields
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "configs" / "demo.yaml"
 
 
 def test_every_shipped_recipe_loads_and_builds_its_training_config():
-    from gtpo.pipeline import training_config
+    from gtpo.app.pipeline import training_config
 
     recipes = sorted((ROOT / "configs").glob("**/*.yaml"))
     recipes = [path for path in recipes if "accelerate" not in path.parts]
@@ -37,40 +41,43 @@ def test_overrides_reach_sections_and_training_fields():
     assert load_recipe(DEMO, ["--model_name_or_path", "smollm2-135m"]).model_name_or_path == "smollm2-135m"
 
 
-@pytest.mark.parametrize(
-    ("overrides", "message"),
-    [
-        (["--learnig_rate", "1"], "--learnig_rate: unknown flag (did you mean 'learning_rate'?)"),
-        (["--max_steps", "ten"], "--max_steps: expected an integer, got 'ten'"),
-        (["--dataset.limt", "3"], "unknown field 'limt' (did you mean 'limit'?)"),
-        (["--warm_start.format_fraction", "lots"], "warm_start.format_fraction: expected a number"),
-        (["--algorithm", "ppo"], "algorithm: must be one of ('gtpo', 'grpo')"),
-        (["--max_steps"], "flag --max_steps needs a value"),
-        (["stray"], "unexpected argument 'stray'"),
-    ],
-)
-def test_bad_overrides_fail_in_one_line(overrides, message):
-    with pytest.raises(RecipeError) as error:
-        load_recipe(DEMO, overrides)
-    assert message in str(error.value)
-    assert "\n" not in str(error.value)
+def test_list_fields_take_several_words_commas_or_yaml():
+    for flags in (["--rewards", "format_reward", "correctness_reward"],
+                  ["--rewards", "format_reward,correctness_reward"],
+                  ["--rewards", "format_reward", "--rewards", "correctness_reward"],
+                  ["--rewards=[format_reward, correctness_reward]"]):  # fmt: skip
+        assert load_recipe(DEMO, flags).rewards == ["format_reward", "correctness_reward"], flags
+    config = load_flags(EvalConfig, ["--model_name_or_path", "tiny-test", "--benchmarks", "gsm8k", "math",
+                                     "--k", "1", "--k", "4", "--num_samples", "4", "--temperature", "0.7",
+                                     "--output_dir", "out"])  # fmt: skip
+    assert config.benchmarks == ["gsm8k", "math"] and config.k == [1, 4] and config.temperature == 0.7
 
 
-def test_bad_recipe_files(tmp_path):
-    with pytest.raises(RecipeError, match="recipe file not found"):
-        load_recipe(tmp_path / "missing.yaml")
-    broken = tmp_path / "broken.yaml"
-    broken.write_text("training: [unclosed\n")
-    with pytest.raises(RecipeError, match=r"broken\.yaml: line 2 is not valid YAML"):
-        load_recipe(broken)
-    wrong = tmp_path / "wrong.yaml"
-    wrong.write_text("training:\n  output_dir: x\n  num_generation: 8\n")
-    with pytest.raises(
-        RecipeError, match=r"num_generation: unknown training field \(did you mean .num_generations.\?\)"
-    ):
-        load_recipe(wrong)
+def test_train_help_lists_every_field_with_its_help_and_default(capsys):
+    assert main(["train", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert "  --gamma float | None\n      Entropy shaping: A_i - gamma * <H>_i (default 0.1)." in text
+    assert "  --dataset.limit int | None\n      Use the first N problems" in text
+    assert "  --warm_start.steps int\n      Supervised steps before RL; 0 skips the warm start." in text
+    assert (
+        "  --per_device_train_batch_size int\n      The batch size per device for training. (default: 8)"
+        in text
+    )
+    listed = {line.split()[0][2:] for line in text.splitlines() if line.startswith("  --")}
+    assert set(training_fields()) - set(TRAINING_REFUSED) <= listed
+    assert {path for path, _ in fields_of(Recipe) if not path.startswith("training")} <= listed
 
 
+def test_eval_help_lists_every_field(capsys):
+    assert main(["eval", "-h"]) == 0
+    text = capsys.readouterr().out
+    assert {line.split()[0][2:] for line in text.splitlines() if line.startswith("  --")} == {
+        f.name for f in dataclasses.fields(EvalConfig)
+    }
+    assert "  --k list[int]\n      The k of pass@k and maj@k (each <= num_samples). (default: [1])" in text
+
+
+@pytest.mark.slow
 def test_shortened_demo_runs_end_to_end(tmp_path, capsys):
     """The demo recipe, shortened to seconds: warm start, evaluation, GTPO, evaluation, report."""
     run = tmp_path / "demo"
@@ -93,11 +100,22 @@ def test_shortened_demo_runs_end_to_end(tmp_path, capsys):
     assert (run / "config.yaml").exists()
     for plot in ("reward", "entropy", "conflict_shares", "gated_out_share", "formatting", "accuracy"):
         assert (run / "plots" / f"{plot}.png").stat().st_size > 1000
-    report = (run / "report.html").read_text()
-    assert "Held-out evaluation" in report and "One group of completions" in report
+    groups = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert [g["step"] for g in groups] == [1, 2, 3]
+    assert all(len(g["tokens"][i]) == len(g["completion_ids"][i]) == len(g["conflict"][i])
+               for g in groups for i in range(8))  # fmt: skip
+    assert set(groups[0]["rewards"]) == {"format_reward", "correctness_reward"}
+
+    # The report renders stored files only: it works with the models and checkpoints deleted.
+    for folder in ("final", "rl_start", "checkpoint-2", "checkpoint-3", "warm_start"):
+        shutil.rmtree(run / folder, ignore_errors=True)
+    (run / "report.html").unlink()
     assert main(["report", str(run)]) == 0
+    report = (run / "report.html").read_text()
+    assert "Held-out evaluation" in report and "a group trained on at step" in report
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["--loss_type=dapo", "demo_dapo.yaml"])
 def test_gtpo_with_dapo_from_the_command_line(tmp_path, recipe):
     run = tmp_path / "dapo"
@@ -116,6 +134,7 @@ def test_gtpo_with_dapo_from_the_command_line(tmp_path, recipe):
     assert len(metrics) == 2 and all("gtpo/gated_out_share" in m for m in metrics)
 
 
+@pytest.mark.slow
 def test_grpo_baseline_with_kl_uses_the_warm_started_model_as_reference(tmp_path):
     run = tmp_path / "grpo"
     code = main(
@@ -128,3 +147,11 @@ def test_grpo_baseline_with_kl_uses_the_warm_started_model_as_reference(tmp_path
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert all("kl" in m for m in metrics) and not any("gtpo/gated_out_share" in m for m in metrics)
     assert (run / "rl_start" / "model.safetensors").exists()
+
+
+def test_a_flag_for_a_section_the_recipe_leaves_off_is_refused():
+    with pytest.raises(RecipeError, match=r"^--evaluation.temperature: set, but the recipe names no"):
+        load_recipe(None, ["--evaluation.temperature", "0.5"])
+    # the same section switched on by a flag takes the flag's values
+    recipe = load_recipe(None, ["--evaluation.dataset.name", "gsm8k", "--evaluation.temperature", "0.5"])
+    assert recipe.evaluation.dataset.name == "gsm8k" and recipe.evaluation.temperature == 0.5

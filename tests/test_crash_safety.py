@@ -1,7 +1,7 @@
 """Crash safety: kill -9 during training and evaluation, a crash in the middle of a checkpoint save,
 checkpoint rotation, safe loading, and no files written outside the run directory.
 
-The killed runs are real subprocesses (`python -m gtpo.cli ...`) with HOME, TMPDIR and HF_HOME
+The killed runs are real subprocesses (`python -m gtpo ...`) with HOME, TMPDIR and HF_HOME
 pointed at fresh directories. The recipe is small but exercises every piece of resume state: two
 steps per epoch and `steps_per_generation` 2 with `save_steps` 3, so checkpoint-3 lies in the second
 epoch, after the first of the two steps that share a generation batch.
@@ -25,8 +25,8 @@ from safetensors.torch import load_file
 from transformers.trainer_utils import get_last_checkpoint
 
 from gtpo import checkpoints
-from gtpo.cli import main
-from gtpo.report import read_metrics
+from gtpo.app.cli import main
+from gtpo.app.report import read_metrics
 
 RECIPE = {
     "model_name_or_path": "tiny-test",
@@ -73,7 +73,7 @@ CACHE_VARIABLES = (
 CRASH_IN_SAVE = """
 import os, sys
 from transformers import Trainer
-from gtpo.cli import main
+from gtpo.app.cli import main
 save_rng_state = Trainer._save_rng_state
 def crash(self, output_dir):
     if self.state.global_step == 6:
@@ -144,11 +144,11 @@ def _written_outside(root: Path, output: str) -> list[str]:
 
 
 def _kill_when(command: list[str], root: Path, env: dict[str, str], ready: Callable[[], bool]) -> None:
-    """Start `python -m gtpo.cli ...`, SIGKILL it as soon as `ready()`; fail if it ends first."""
+    """Start `python -m gtpo ...`, SIGKILL it as soon as `ready()`; fail if it ends first."""
     log_path = root / "killed.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gtpo.cli", *command], cwd=root / "cwd", env=env, stdout=log, stderr=log
+            [sys.executable, "-m", "gtpo", *command], cwd=root / "cwd", env=env, stdout=log, stderr=log
         )
         deadline = time.monotonic() + 300
         while not ready():
@@ -173,6 +173,7 @@ def reference(tmp_path_factory) -> Path:
     return run
 
 
+@pytest.mark.slow
 def test_kill_9_during_training_then_resume_ends_like_an_uninterrupted_run(reference, tmp_path):
     env = _sandbox(tmp_path)
     run = tmp_path / "cwd" / "run"
@@ -189,7 +190,7 @@ def test_kill_9_during_training_then_resume_ends_like_an_uninterrupted_run(refer
     before = (run / "eval" / "before" / "samples_arithmetic.jsonl").read_bytes()
 
     resumed = subprocess.run(
-        [sys.executable, "-m", "gtpo.cli", *argv, "--resume"],
+        [sys.executable, "-m", "gtpo", *argv, "--resume"],
         cwd=tmp_path / "cwd",
         env=env,
         capture_output=True,
@@ -213,6 +214,7 @@ def test_kill_9_during_training_then_resume_ends_like_an_uninterrupted_run(refer
     assert _written_outside(tmp_path, "run") == []
 
 
+@pytest.mark.slow
 def test_crash_in_the_middle_of_a_save_leaves_no_partial_checkpoint(reference, tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
     argv = _train_argv(_write_recipe(tmp_path), run)
@@ -253,8 +255,9 @@ def test_crash_in_the_middle_of_a_save_leaves_no_partial_checkpoint(reference, t
     assert _checkpoints(run) == ["checkpoint-6", "checkpoint-7"]
 
 
+@pytest.mark.slow
 def test_kill_9_during_evaluation_then_the_same_command_finishes_it(tmp_path, monkeypatch, capsys):
-    from gtpo import evaluation
+    from gtpo.app import evaluation
 
     problems = 40
     bench = tmp_path / "bench.jsonl"
@@ -319,7 +322,7 @@ def test_rotation_keeps_the_last_checkpoints_and_never_leaves_a_partial_one(tmp_
 
 
 def test_evaluation_records_are_rewritten_atomically(tmp_path, monkeypatch):
-    from gtpo import evaluation
+    from gtpo.app import evaluation
 
     path = tmp_path / "samples.jsonl"
     content = '{"id": "0", "sample": 0}\n{"id": "1", "sam'

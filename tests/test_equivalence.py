@@ -10,7 +10,7 @@ from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
 from gtpo import algorithm
-from gtpo.models import build_tiny_model, build_tokenizer
+from gtpo.app.models import build_tiny_model, build_tokenizer
 from gtpo.trainer import GTPOConfig, GTPOTrainer
 
 torch.set_num_threads(1)

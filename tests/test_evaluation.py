@@ -1,4 +1,4 @@
-"""gtpo.evaluation: estimators, majority voting, and end-to-end runs with resumption."""
+"""gtpo.app.evaluation: estimators, majority voting, and end-to-end runs with resumption."""
 
 import itertools
 import json
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gtpo import evaluation as E
-from gtpo.models import load_model_and_tokenizer
+from gtpo.app import evaluation as E
+from gtpo.app.models import load_model_and_tokenizer
 from gtpo.tasks.datasets import load_task
 
 
@@ -258,12 +258,12 @@ def load_task_like(n):
 
 def test_greedy_with_several_samples_is_refused(tiny, tmp_path):
     model, tokenizer = tiny
-    with pytest.raises(ValueError, match="num_samples > 1 needs temperature > 0"):
+    with pytest.raises(ValueError, match="num_samples: 2 samples per problem need temperature > 0"):
         E.evaluate(model, tokenizer, {"toy": load_task_like(1)}, tmp_path, num_samples=2, temperature=0.0)
 
 
 def test_cli_eval(shared_data, tmp_path, capsys):
-    from gtpo.cli import main
+    from gtpo.app.cli import main
 
     code = main(
         ["eval", "--model_name_or_path", "tiny-test", "--benchmarks", "aime24", "amc23",
@@ -282,7 +282,7 @@ def test_cli_eval(shared_data, tmp_path, capsys):
 
 
 def _protocol_run(shared_data, out, protocol, *flags):
-    from gtpo.cli import main
+    from gtpo.app.cli import main
 
     argv = ["eval", "--model_name_or_path", "tiny-test", "--protocol", protocol,
             "--benchmarks", "aime24", "math500", "--limit", "2", "--max_new_tokens", "6",

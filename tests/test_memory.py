@@ -9,7 +9,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from gtpo import GTPOTrainer
-from gtpo.models import build_tiny_model, build_tokenizer
+from gtpo.app.models import build_tiny_model, build_tokenizer
 
 torch.set_num_threads(1)
 

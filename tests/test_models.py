@@ -1,11 +1,11 @@
-"""gtpo.models: the offline tokenizer, tiny models and model-name resolution."""
+"""gtpo.app.models: the offline tokenizer, tiny models and model-name resolution."""
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gtpo.models import TAGS, build_tiny_model, build_tokenizer, load_model_and_tokenizer
+from gtpo.app.models import TAGS, build_tiny_model, build_tokenizer, load_model_and_tokenizer
 from gtpo.tasks.prompts import make_prompt
 
 TOKENIZER = build_tokenizer()
@@ -82,6 +82,7 @@ def test_saved_model_loads_back_by_path(tmp_path):
         assert torch.equal(a, b)
 
 
+@pytest.mark.slow
 def test_smollm2_alias_loads_the_packaged_model():
     model, tokenizer = load_model_and_tokenizer("smollm2-135m")
     assert 130e6 < sum(p.numel() for p in model.parameters()) < 140e6

@@ -202,7 +202,7 @@ def _length_reward(completions, **kwargs):
 def test_trainer_loss_on_empty_eos_only_and_full_length_rows(tmp_path, preset, dtype):
     from datasets import Dataset
 
-    from gtpo.models import build_tiny_model, build_tokenizer
+    from gtpo.app.models import build_tiny_model, build_tokenizer
     from gtpo.trainer import GTPOConfig, GTPOTrainer
 
     torch.set_num_threads(1)

@@ -10,7 +10,7 @@ from conftest import tiny_config
 from datasets import Dataset
 from trl import GRPOTrainer
 
-from gtpo.models import build_tiny_model, build_tokenizer
+from gtpo.app.models import build_tiny_model, build_tokenizer
 from gtpo.reward_checks import RewardFunctionError, checked_reward_function
 from gtpo.trainer import GTPOConfig, GTPOTrainer
 

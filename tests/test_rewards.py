@@ -1,13 +1,14 @@
-"""gtpo.rewards: the paper's format and correctness rewards, bounded against hostile completions."""
+"""gtpo.tasks.rewards: the paper's format and correctness rewards, bounded against hostile completions."""
 
 import json
-import time
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gtpo.rewards import (
+from gtpo.tasks import rewards as rewards_module
+from gtpo.tasks.datasets import last_boxed
+from gtpo.tasks.rewards import (
     REWARDS,
     answers_equal,
     answers_equal_many,
@@ -17,7 +18,6 @@ from gtpo.rewards import (
     format_reward,
     lenient_correctness_reward,
 )
-from gtpo.tasks.datasets import last_boxed
 
 GOOD = "<reasoning>16 - 3 - 4 = 9 and 9 * 2 = 18</reasoning>\n<answer>18</answer>"
 
@@ -99,11 +99,22 @@ def test_extract_answer_takes_the_final_block():
         "x" * 400 + "^" * 100,
     ],
 )
-def test_hostile_answers_return_zero_in_bounded_time(answer, tmp_path):
-    start = time.perf_counter()
+def test_hostile_answers_return_zero_in_bounded_time(answer, monkeypatch):
+    """Time is bounded by construction, not measured: the reward waits for the math-verify worker
+    only through `_read_line(timeout)` (a `select` with that timeout), and here at most once, for
+    at most one check's time limit (besides the wait for a fresh worker to start)."""
+    waits = []
+    read_line = rewards_module._VERIFIER._read_line
+
+    def recorded(timeout):
+        waits.append(timeout)
+        return read_line(min(timeout, 1.0))  # what is checked is the time asked for; wait 1 s at most
+
+    monkeypatch.setattr(rewards_module._VERIFIER, "_read_line", recorded)
     rewards = correctness_reward([f"<reasoning>r</reasoning><answer>{answer}</answer>"], answer=["5"])
     assert rewards == [0.0]
-    assert time.perf_counter() - start < 12.0  # one check's time limit plus a worker restart
+    checks = [w for w in waits if w != rewards_module.WORKER_START_TIMEOUT_SECONDS]
+    assert len(checks) <= 1 and all(w <= rewards_module.CHECK_TIMEOUT_SECONDS for w in checks)
 
 
 def test_checks_keep_working_after_a_timeout():

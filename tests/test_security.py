@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gtpo.evaluation import majority_answer, score_sample
-from gtpo.rewards import answers_equal, correctness_reward, lenient_correctness_reward
+from gtpo.app.evaluation import majority_answer, score_sample
+from gtpo.tasks.rewards import answers_equal, correctness_reward, lenient_correctness_reward
 
 SOURCE = Path(__file__).resolve().parents[1] / "src" / "gtpo"
 NUMERAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
@@ -56,7 +56,7 @@ def test_sympy_string_parsing_sees_nothing_but_numbers(tmp_path, monkeypatch):
     import sympy.parsing.sympy_parser
     import sympy.physics.units  # sympifies its own prefix names when first imported: before the spy
 
-    from gtpo import _verify_worker
+    from gtpo.tasks import _verify_worker
 
     seen = []
     parse_expr = sympy.parsing.sympy_parser.parse_expr
@@ -115,7 +115,7 @@ def test_the_source_has_no_eval_exec_or_sympify(path):
 
 
 def test_math_verify_is_only_asked_to_read_latex():
-    tree = ast.parse((SOURCE / "_verify_worker.py").read_text())
+    tree = ast.parse((SOURCE / "tasks" / "_verify_worker.py").read_text())
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "parse"]
     assert calls and all(
         any(k.arg == "extraction_config" and getattr(k.value, "id", None) == "LATEX_ONLY" for k in c.keywords)
@@ -123,6 +123,6 @@ def test_math_verify_is_only_asked_to_read_latex():
     )
     from math_verify import LatexExtractionConfig
 
-    from gtpo import _verify_worker
+    from gtpo.tasks import _verify_worker
 
     assert all(isinstance(target, LatexExtractionConfig) for target in _verify_worker.LATEX_ONLY)

@@ -14,7 +14,7 @@ from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
 from gtpo import algorithm
-from gtpo.models import build_tiny_model, build_tokenizer
+from gtpo.app.models import build_tiny_model, build_tokenizer
 from gtpo.trainer import STATE_FILE, GTPOConfig, GTPOTrainer
 
 torch.set_num_threads(1)
@@ -211,6 +211,18 @@ def test_advantages_are_the_algorithm_s(tmp_path, monkeypatch, preset):
     assert group["prompt"] == "What is 1 + 1?" and set(group["rewards"]) == {"length_reward"}
     assert all(set(row) <= {0, 1} for row in group["conflict"])
 
+    # last_group: the batch's first group as plain lists, real tokens only
+    group = trainer.last_group
+    lengths = mask.sum(dim=1).tolist()
+    assert group["prompt"] == "What is 1 + 1?"
+    assert group["completion_ids"] == [ids[i, : lengths[i]].tolist() for i in range(4)]
+    assert group["advantages"] == adv.tolist()
+    assert group["conflict"] == [algorithm.conflict_mask(ids, mask, adv, 4)[i, : lengths[i]].int().tolist()
+                                 for i in range(4)]  # fmt: skip
+    assert group["weights"] == [weights[i, : lengths[i]].tolist() for i in range(4)]
+    texts = trainer.processing_class.batch_decode(group["completion_ids"], skip_special_tokens=True)
+    assert group["rewards"] == {"length_reward": [float(len(t) % 5) for t in texts]}
+
 
 def test_gtpo_switched_off_equals_trl_grpo(tmp_path):
     """Weights 1/1, gate off and gamma 0: K steps match TRL's GRPOTrainer (loss 'grpo', beta 0)."""
@@ -309,6 +321,7 @@ def test_several_iterations_and_generation_steps(tmp_path):
     assert all(e["clip_ratio/region_mean"] >= e["clip_ratio/high_mean"] for e in logged)
 
 
+@pytest.mark.slow
 def test_lora_training_and_resume_restores_initial_entropy(tmp_path):
     from peft import LoraConfig
 
@@ -366,6 +379,7 @@ def _run_conflict_script(out_dir, processes: int) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_two_processes_compute_what_one_does(tmp_path):
     """A group split across two processes gets the same GTPO advantages and loss as in one."""
     (tmp_path / "one").mkdir()

@@ -10,7 +10,7 @@ from datasets import Dataset
 from transformers import Trainer
 from trl import GRPOTrainer
 
-from gtpo.models import build_tiny_model, build_tokenizer
+from gtpo.app.models import build_tiny_model, build_tokenizer
 from gtpo.trainer import _FORWARD_KEYS, PRIVATE_NAMES, GTPOTrainer
 
 # Methods: their first parameters, which gtpo passes (by position or name) or receives.

@@ -1,12 +1,12 @@
-"""gtpo.warmstart: the partly formatted SFT warm start."""
+"""gtpo.app.warmstart: the partly formatted SFT warm start."""
 
 import pytest
 import torch
 
-from gtpo.models import build_tiny_model, build_tokenizer
-from gtpo.rewards import extract_answer, format_score
+from gtpo.app.models import build_tiny_model, build_tokenizer
+from gtpo.app.warmstart import warm_start, warm_start_dataset, warm_start_target
 from gtpo.tasks.arithmetic import make_arithmetic_dataset
-from gtpo.warmstart import warm_start, warm_start_dataset, warm_start_target
+from gtpo.tasks.rewards import extract_answer, format_score
 
 
 def test_target_styles_score_as_intended():
@@ -38,6 +38,7 @@ def test_bad_fraction():
         warm_start_dataset(make_arithmetic_dataset(5), 1.5)
 
 
+@pytest.mark.slow
 def test_a_few_steps_train_the_model(tmp_path):
     tokenizer = build_tokenizer()
     model = build_tiny_model(tokenizer, size="test")
@@ -55,6 +56,7 @@ def test_a_few_steps_train_the_model(tmp_path):
     assert all(torch.isfinite(p).all() for p in trained.parameters())
 
 
+@pytest.mark.slow
 def test_the_warm_started_model_computes_as_it_will_once_saved(tmp_path):
     """SFT runs under TRL's default mixed precision (bf16, CPU included); the returned model must not
     keep accelerate's autocast forward, or it would score differently from its saved copy."""

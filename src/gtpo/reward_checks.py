@@ -22,8 +22,6 @@ from typing import Any
 
 import torch
 
-from gtpo.rewards import completion_text
-
 NONFINITE_REWARDS = ("error", "missing")
 _FLOAT32_MAX = torch.finfo(torch.float32).max
 _SHOWN_CHARS = 60  # how much of a completion's text an error shows
@@ -34,7 +32,10 @@ class RewardFunctionError(RuntimeError):
 
 
 def _describe(completions: list, index: int) -> str:
-    text = completion_text(completions[index])
+    completion = completions[index]
+    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
+        completion = completion[-1].get("content", "")  # conversational: the last message
+    text = str(completion)
     shown = text[:_SHOWN_CHARS] + ("..." if len(text) > _SHOWN_CHARS else "")
     return f"completion {index} ({shown!r})"
 

@@ -6,7 +6,7 @@ answer   the gold final answer as a string (GSM8K: after '####', thousands separ
 id       the benchmark's id, or the row number
 source   the task name
 solution GSM8K and MATH only: the worked solution (GSM8K without its '####' line and <<...>>
-         calculator notes), which a supervised warm start (gtpo.warmstart) can learn from
+         calculator notes), which a supervised warm start (gtpo.app.warmstart) can learn from
 """
 
 from __future__ import annotations

@@ -108,7 +108,7 @@ def format_score(text: str) -> float:
 
 
 # ------------------------------------------------------------------------------------------------
-# math-verify in a worker process (gtpo._verify_worker), one JSON line per check
+# math-verify in a worker process (gtpo.tasks._verify_worker), one JSON line per check
 # ------------------------------------------------------------------------------------------------
 
 
@@ -123,7 +123,7 @@ class _Verifier:
 
     def _start(self) -> None:
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "gtpo._verify_worker"],
+            [sys.executable, "-m", "gtpo.tasks._verify_worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

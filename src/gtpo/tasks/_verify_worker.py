@@ -1,4 +1,4 @@
-"""math-verify worker, started by gtpo.rewards: reads [prediction, gold] JSON lines on stdin and
+"""math-verify worker, started by gtpo.tasks.rewards: reads [prediction, gold] JSON lines on stdin and
 answers 'true' or 'false' per line. The parent kills it when a check exceeds its time limit.
 
 Answers are model output, so they are parsed as LaTeX only. math-verify's other extraction target,

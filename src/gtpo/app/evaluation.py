@@ -22,9 +22,7 @@ Files written to the output directory (one `seed_<s>/` directory per seed when t
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import difflib
 import json
 import math
 import os
@@ -40,9 +38,11 @@ import torch
 from datasets import Dataset
 from tqdm.auto import tqdm
 
+from gtpo.app.options import FieldError, option
 from gtpo.jsonl import read_jsonl, write_jsonl
-from gtpo.rewards import ANSWER_FORMATS, answers_equal, answers_equal_many, final_answer
+from gtpo.tasks.datasets import TASKS, load_task
 from gtpo.tasks.prompts import SYSTEM_PROMPTS, with_system_prompt
+from gtpo.tasks.rewards import ANSWER_FORMATS, answers_equal, answers_equal_many, final_answer
 
 MAX_DISTINCT_ANSWERS = 32  # majority voting compares at most this many distinct answers pairwise
 
@@ -158,42 +158,75 @@ def over_seeds(per_seed: Sequence[dict[str, tuple[float, float]]]) -> dict[str, 
 # ------------------------------------------------------------------------------------------------
 
 
+def check_sampling(num_samples: int, temperature: float) -> None:
+    """Several samples per problem need sampling: greedy decoding gives one answer."""
+    if num_samples > 1 and temperature == 0:
+        raise FieldError(
+            "num_samples",
+            f"{num_samples} samples per problem need temperature > 0 (greedy decoding gives one answer)",
+        )
+
+
+PROTOCOL_NAMES = ("open-r1", "qwen-math")
+
+
 @dataclass
 class EvalConfig:
-    """Options of `gtpo eval`. Fields left at None take the protocol's value, else the default named
-    in their help."""
+    """`gtpo eval`: which model and benchmarks, under which protocol or settings, and where the
+    results go. Fields left at None take the protocol's value, else the default named in their help."""
 
-    model_name_or_path: str = field(metadata={"help": "hub id, local path, tiny-demo or smollm2-135m"})
-    benchmarks: list[str] = field(metadata={"help": "task names, e.g. gsm8k math500 aime24 aime25 amc23"})
-    output_dir: str = field(metadata={"help": "directory for samples, results.json and results.md"})
-    dataset_path: list[str] = field(
-        default_factory=list, metadata={"help": "NAME=PATH: a local JSONL/parquet file for a benchmark"}
+    model_name_or_path: str | None = option(
+        None, "Hub id, local path, tiny-test, tiny-demo or smollm2-135m.", required=True
     )
-    split: str | None = field(default=None, metadata={"help": "dataset split (default: the task's)"})
-    limit: int | None = field(default=None, metadata={"help": "first N problems of each benchmark"})
-    protocol: str | None = field(
-        default=None,
-        metadata={"help": "published settings: open-r1 (T 0.6, top_p 0.95, n 64 AIME/AMC, 4 otherwise, "
-                          "boxed) or qwen-math (greedy plus maj@8, boxed)"},
+    benchmarks: list[str] = option(
+        help="Task names, e.g. gsm8k math500 aime24 aime25 amc23.", choices=tuple(TASKS), required=True,
+        factory=list,
     )  # fmt: skip
-    answer_format: str | None = field(
-        default=None, metadata={"help": "answer convention: tags (the paper's, default), boxed or any"}
+    output_dir: str | None = option(
+        None, "Directory for samples, results.json and results.md; a rerun resumes there.", required=True
     )
-    num_samples: int | None = field(default=None, metadata={"help": "sampled completions per problem (1)"})
-    k: list[int] | None = field(default=None, metadata={"help": "pass@k for these k (default 1)"})
-    maj_k: list[int] | None = field(default=None, metadata={"help": "maj@k for these k (default none)"})
-    greedy: bool | None = field(
-        default=None, metadata={"help": "also run one greedy completion per problem (default false)"}
+    dataset_path: list[str] = option(
+        help="NAME=PATH: a local JSONL/parquet file for a benchmark (repeatable).", factory=list
     )
-    temperature: float | None = field(default=None, metadata={"help": "sampling temperature (0: greedy)"})
-    top_p: float | None = field(default=None, metadata={"help": "nucleus sampling top_p (1.0)"})
-    max_new_tokens: int | None = field(
-        default=None, metadata={"help": "completion budget (default per benchmark, e.g. 4096 for AIME)"}
+    split: str | None = option(None, "Dataset split (default: the task's test split).")
+    limit: int | None = option(None, "First N problems of each benchmark.", (">= 1",))
+    protocol: str | None = option(
+        None,
+        "Published settings: open-r1 (T 0.6, top_p 0.95, n 64 for AIME/AMC and 4 otherwise, boxed) or "
+        "qwen-math (greedy plus maj@8, boxed). A flag set beside it wins and is recorded.",
+        choices=PROTOCOL_NAMES,
     )
-    batch_size: int = field(default=8, metadata={"help": "completions generated per forward batch"})
-    seeds: list[int] = field(
-        default_factory=lambda: [0], metadata={"help": "run the whole evaluation once per seed"}
+    answer_format: str | None = option(
+        None, "Answer convention: tags (the paper's, default), boxed or any.", choices=ANSWER_FORMATS
     )
+    num_samples: int | None = option(None, "Sampled completions per problem (default 1).", (">= 1",))
+    k: list[int] | None = option(None, "pass@k for these k (default 1 when sampling).")
+    maj_k: list[int] | None = option(None, "maj@k for these k (default none).")
+    greedy: bool | None = option(None, "Also run one greedy completion per problem (default false).")
+    temperature: float | None = option(None, "Sampling temperature; 0 is greedy (default 0).", (">= 0",))
+    top_p: float | None = option(None, "Nucleus sampling top_p (default 1.0).", ("> 0", "<= 1"))
+    max_new_tokens: int | None = option(
+        None, "Completion budget (default per benchmark, e.g. 4096 for AIME).", (">= 1",)
+    )
+    batch_size: int = option(8, "Completions generated per forward batch.", (">= 1",))
+    seeds: list[int] = option(help="Run the whole evaluation once per seed.", factory=lambda: [0])
+
+    def __post_init__(self) -> None:
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise FieldError("seeds", f"must be distinct and at least one, got {self.seeds}")
+        for name in self.paths():
+            if name not in self.benchmarks:
+                raise FieldError("dataset_path", f"{name!r} is not one of the benchmarks {self.benchmarks}")
+
+    def paths(self) -> dict[str, str]:
+        """The local file of each benchmark given one (--dataset_path NAME=PATH)."""
+        paths = {}
+        for item in self.dataset_path:
+            name, sep, path = item.partition("=")
+            if not sep or not path or not name:
+                raise FieldError("dataset_path", f"expects NAME=PATH, got {item!r}")
+            paths[name] = path
+        return paths
 
 
 @dataclass(frozen=True)
@@ -212,7 +245,7 @@ class Protocol:
     num_samples_by_benchmark: dict[str, int] = field(default_factory=dict)
 
 
-PROTOCOLS = {
+PROTOCOLS: dict[str, Protocol] = {
     "open-r1": Protocol(
         description="open-r1 / lighteval: avg@n at T 0.6, top_p 0.95, 32k tokens, boxed answers; "
         "n 64 for AIME and AMC, 4 for the others",
@@ -263,32 +296,6 @@ def _set_fields(config: EvalConfig) -> dict[str, Any]:
     return {name: getattr(config, name) for name in PROTOCOL_FIELDS if getattr(config, name) is not None}
 
 
-def check_config(config: EvalConfig) -> None:
-    """Raise a one-line ValueError naming the flag for any value that cannot be used."""
-    if config.protocol is not None and config.protocol not in PROTOCOLS:
-        close = difflib.get_close_matches(config.protocol, PROTOCOLS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(
-            f"--protocol: unknown protocol {config.protocol!r}{hint}; known: {', '.join(PROTOCOLS)}"
-        )
-    if config.answer_format is not None and config.answer_format not in ANSWER_FORMATS:
-        raise ValueError(
-            f"--answer_format must be one of {', '.join(ANSWER_FORMATS)}, got {config.answer_format!r}"
-        )
-    for flag in ("num_samples", "max_new_tokens", "batch_size", "limit"):
-        value = getattr(config, flag)
-        if value is not None and value < 1:
-            raise ValueError(f"--{flag} must be >= 1, got {value}")
-    if config.temperature is not None and not (math.isfinite(config.temperature) and config.temperature >= 0):
-        raise ValueError(f"--temperature must be >= 0, got {config.temperature}")
-    if config.top_p is not None and not 0 < config.top_p <= 1:
-        raise ValueError(f"--top_p must be > 0 and <= 1, got {config.top_p}")
-    if not config.seeds or len(set(config.seeds)) != len(config.seeds):
-        raise ValueError(f"--seeds must be distinct and at least one, got {config.seeds}")
-    if not config.benchmarks:
-        raise ValueError("--benchmarks: name at least one benchmark")
-
-
 def plan_for(config: EvalConfig, benchmark: str) -> Plan:
     """The settings for one benchmark: explicit flags win over the protocol, which wins over defaults.
     Raises a one-line ValueError for a combination that cannot run as asked."""
@@ -314,9 +321,10 @@ def plan_for(config: EvalConfig, benchmark: str) -> Plan:
         greedy=pick("greedy", protocol and protocol.greedy, False),
     )
     if plan.temperature == 0:
-        if plan.num_samples > 1:
+        check_sampling(plan.num_samples, plan.temperature)
+        if len(config.seeds) > 1:
             raise ValueError(
-                f"--num_samples {plan.num_samples} needs --temperature > 0 (greedy gives one answer)"
+                "--seeds: greedy decoding (--temperature 0) gives the same answers for every seed"
             )
         if "top_p" in given:
             raise ValueError("--top_p has no effect with greedy decoding (--temperature 0); drop it")
@@ -601,8 +609,7 @@ def evaluate(
     """One seed, the same settings for every benchmark (rows in the gtpo.tasks schema): writes the
     results files and returns each benchmark's metric values, with `accuracy` (the mean correctness
     over samples: greedy accuracy at temperature 0, else avg@n) and pass@k and maj@k for each k."""
-    if temperature == 0 and num_samples > 1:
-        raise ValueError("num_samples > 1 needs temperature > 0 (greedy gives one answer)")
+    check_sampling(num_samples, temperature)
     sampled = temperature > 0
     plan = Plan(answer_format, num_samples, temperature, top_p if sampled else 1.0, max_new_tokens,
                 tuple(ks) if sampled else (), tuple(ks) if sampled else (), False)  # fmt: skip
@@ -665,64 +672,12 @@ def results_table(results: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------------------------
 
 
-def _parse_bool(text: str) -> bool:
-    if text.lower() in ("true", "1", "yes"):
-        return True
-    if text.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+def run_eval(config: EvalConfig) -> int:
+    """Load the model and benchmarks, evaluate, print the table. The settings, the model name and
+    every benchmark file are checked before the model is loaded."""
+    from gtpo.app.models import check_model_name, load_model_and_tokenizer
 
-
-def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per EvalConfig field, with its help."""
-    scalar = {"int": int, "float": float, "str": str, "bool": _parse_bool}
-    for config_field in dataclasses.fields(EvalConfig):
-        annotation = str(config_field.type)
-        kind = next(name for name in ("int", "float", "bool", "str") if name in annotation)
-        options: dict[str, Any] = {"type": scalar[kind], "help": config_field.metadata["help"]}
-        if annotation.startswith("list"):
-            options["nargs"] = "+"
-        if (
-            config_field.default is dataclasses.MISSING
-            and config_field.default_factory is dataclasses.MISSING
-        ):
-            options["required"] = True
-        elif config_field.name == "dataset_path":
-            options.update(action="append", nargs=None, default=[], metavar="NAME=PATH")
-        else:
-            options["default"] = (
-                config_field.default_factory()
-                if config_field.default_factory is not dataclasses.MISSING
-                else config_field.default
-            )
-        parser.add_argument(f"--{config_field.name}", **options)
-
-
-def config_from_args(args: argparse.Namespace) -> EvalConfig:
-    return EvalConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(EvalConfig)})
-
-
-def run_eval(args: argparse.Namespace) -> int:
-    """Load the model and benchmarks named on the command line, evaluate, print the table.
-    Every flag, benchmark file and the model name are checked before the model is loaded."""
-    from gtpo.models import check_model_name, load_model_and_tokenizer
-    from gtpo.tasks.datasets import TASKS, load_task
-
-    config = config_from_args(args)
-    check_config(config)
-    paths = {}
-    for item in config.dataset_path:
-        name, sep, path = item.partition("=")
-        if not sep or not path:
-            raise ValueError(f"--dataset_path expects NAME=PATH, got {item!r}")
-        paths[name] = path
-    unknown = [name for name in [*config.benchmarks, *paths] if name not in TASKS]
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], TASKS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(
-            f"--benchmarks: unknown benchmark {unknown[0]!r}{hint}; known: {', '.join(sorted(TASKS))}"
-        )
+    paths = config.paths()
     plans = {name: plan_for(config, name) for name in config.benchmarks}
     overrides = _set_fields(config) if config.protocol else {}
     for name, value in overrides.items():

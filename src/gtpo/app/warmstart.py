@@ -16,6 +16,8 @@ from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from trl import SFTConfig, SFTTrainer
 
+from gtpo.app.console import use_console_log
+
 
 def warm_start_target(solution: str, answer: str, style: str) -> str:
     """The assistant's target in style 'full', 'reasoning_only' or 'answer_only'."""
@@ -68,7 +70,7 @@ def warm_start(
         completion_only_loss=True,
         gradient_checkpointing=False,  # TRL turns it on by default; it only slows small models down
         use_cpu=not torch.cuda.is_available(),
-        disable_tqdm=True,
+        disable_tqdm=False,
     )
     trainer = SFTTrainer(
         model=model,
@@ -76,6 +78,7 @@ def warm_start(
         train_dataset=warm_start_dataset(dataset, format_fraction, seed),
         processing_class=tokenizer,
     )
+    use_console_log(trainer, "warm start")
     trainer.train()
     # accelerate patched the model's forward for mixed precision (TRL's configs default to bf16, on
     # CPU too); without the patch the model computes as it will once saved and loaded again.

@@ -3,7 +3,6 @@ and anything else from the Hugging Face hub or a local path, as TRL loads them."
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import string
 from pathlib import Path
@@ -22,6 +21,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from gtpo.app.options import did_you_mean
 from gtpo.tasks.prompts import SYSTEM_PROMPT
 
 TAGS = ["<reasoning>", "</reasoning>", "<answer>", "</answer>"]
@@ -184,9 +184,8 @@ def check_model_name(name_or_path: str) -> None:
         if not (path / "config.json").is_file():
             raise ValueError(f"model {name_or_path!r}: not a directory with a saved model (no config.json)")
         return
-    close = difflib.get_close_matches(name_or_path, BUILT_IN_MODELS, n=1, cutoff=0.6)
-    if "/" not in name_or_path and (close or name_or_path.startswith("tiny-")):
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+    hint = did_you_mean(name_or_path, BUILT_IN_MODELS)
+    if "/" not in name_or_path and (hint or name_or_path.startswith("tiny-")):
         raise ValueError(f"unknown model {name_or_path!r}{hint}; built-in models: {known}")
     try:
         huggingface_hub.utils.validate_repo_id(name_or_path)

@@ -3,6 +3,7 @@
 run_dir/
   config.yaml            the resolved recipe
   metrics.jsonl          one line per logged training step
+  samples.jsonl          per logged step, the group GTPO last trained on (tokens, rewards, conflicts)
   checkpoint-N/          resumable TRL checkpoints (safetensors; GTPO's H_ini in gtpo_state.json)
   final/                 the trained model and tokenizer (safetensors)
   eval/before, eval/after  evaluation samples, results.json and results.md
@@ -15,17 +16,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
+import datasets
+import transformers
 import yaml
 from datasets import Dataset
 from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
+from trl import GRPOTrainer
 
+from gtpo.app.console import use_console_log
+from gtpo.app.recipe import DatasetSection, Recipe, RecipeError, recipe_to_dict
+from gtpo.app.report import write_report
 from gtpo.jsonl import read_jsonl, write_jsonl
-from gtpo.recipe import DatasetSection, Recipe, RecipeError, recipe_to_dict
 
 
 def load_dataset_section(section: DatasetSection, default_split: str, seed: int) -> Dataset:
@@ -37,15 +42,6 @@ def load_dataset_section(section: DatasetSection, default_split: str, seed: int)
     from gtpo.tasks.datasets import load_task
 
     return load_task(section.name, split=section.split, path=section.path, limit=section.limit)
-
-
-def reward_functions(names: list[str]) -> list:
-    from gtpo.rewards import REWARDS
-
-    for name in names:
-        if name not in REWARDS:
-            raise RecipeError(f"rewards: unknown reward {name!r}; known: {', '.join(sorted(REWARDS))}")
-    return [REWARDS[name] for name in names]
 
 
 def training_config(recipe: Recipe):
@@ -71,47 +67,43 @@ def training_config(recipe: Recipe):
     return GTPOConfig(**fields)
 
 
-class MetricsLog(TrainerCallback):
-    """Appends each log entry to metrics.jsonl and prints a short line with progress and ETA.
+class RunLog(TrainerCallback):
+    """Appends each log entry to metrics.jsonl and, from a GTPOTrainer, the group it last trained on
+    (`GTPOTrainer.last_group`: its token ids, rewards, advantages and conflict tokens, with each
+    token's text) to samples.jsonl; the report renders both.
 
-    When training begins (fresh or resumed), the file keeps only the steps up to the trainer's
+    When training begins (fresh or resumed), the files keep only the steps up to the trainer's
     step, so steps logged after the checkpoint a run resumes from are not written twice."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.start = time.monotonic()
-        self.first_step = 0
+    def __init__(self, run_dir: Path, trainer: GRPOTrainer, tokenizer) -> None:
+        self.metrics = run_dir / "metrics.jsonl"
+        self.samples = run_dir / "samples.jsonl"
+        self.trainer = trainer
+        self.tokenizer = tokenizer
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.start = time.monotonic()
-        self.first_step = state.global_step
-        records = read_jsonl(self.path)
-        write_jsonl(self.path, [r for r in records if r.get("step", 0) <= state.global_step])
+        if not state.is_world_process_zero:
+            return
+        for path in (self.metrics, self.samples):
+            write_jsonl(path, [r for r in read_jsonl(path) if r.get("step", 0) <= state.global_step])
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs or "train_runtime" in logs:
+        if not state.is_world_process_zero or not logs or "train_runtime" in logs:
             return
-        record = {"step": state.global_step, **logs}
-        with self.path.open("a") as file:
-            file.write(json.dumps(record) + "\n")
-        elapsed = time.monotonic() - self.start
-        done = max(state.global_step - self.first_step, 1)
-        eta = elapsed / done * max(state.max_steps - state.global_step, 0)
-        parts = [f"step {state.global_step}/{state.max_steps}", f"eta {eta:4.0f}s"]
-        for key, label in (
-            ("reward", "reward"),
-            ("rewards/correctness_reward/mean", "correct"),
-            ("rewards/format_reward/mean", "format"),
-            ("entropy", "entropy"),
-            ("gtpo/gated_out_share", "gated"),
-        ):
-            if key in logs:
-                parts.append(f"{label} {logs[key]:.3f}")
-        print("  ".join(parts), file=sys.stderr, flush=True)
+        _append(self.metrics, {"step": state.global_step, **logs})
+        group = getattr(self.trainer, "last_group", None)
+        if group is not None:
+            tokens = [[self.tokenizer.decode([i]) for i in ids] for ids in group["completion_ids"]]
+            _append(self.samples, {"step": state.global_step, **group, "tokens": tokens})
+
+
+def _append(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as file:
+        file.write(json.dumps(record) + "\n")
 
 
 def _evaluate(model, tokenizer, recipe: Recipe, dataset: Dataset, out: Path) -> dict[str, Any]:
-    from gtpo.evaluation import evaluate
+    from gtpo.app.evaluation import evaluate
 
     section = recipe.evaluation
     results = evaluate(
@@ -132,14 +124,18 @@ def _evaluate(model, tokenizer, recipe: Recipe, dataset: Dataset, out: Path) -> 
 def run_training(recipe: Recipe, resume: bool = False) -> Path:
     """Run a recipe end to end; returns the run directory."""
     from peft import LoraConfig
-    from trl import GRPOTrainer
 
-    from gtpo.models import check_model_name, load_model_and_tokenizer
+    from gtpo.app.models import check_model_name, load_model_and_tokenizer
     from gtpo.trainer import GTPOTrainer
 
+    # Bars for tokenising datasets and writing or loading weights: not the user's to act on.
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
     # Everything that can be wrong in the recipe fails here, before a model is loaded.
     config = training_config(recipe)
-    rewards = reward_functions(recipe.rewards)
+    from gtpo.tasks.rewards import REWARDS
+
+    rewards = [REWARDS[name] for name in recipe.rewards]  # names checked with the recipe
     check_model_name(recipe.model_name_or_path)
     train_dataset = load_dataset_section(recipe.dataset, "train", recipe.seed)
     if recipe.warm_start.steps > 0 and not resume and "solution" not in train_dataset.column_names:
@@ -166,7 +162,7 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
 
     model, tokenizer = load_model_and_tokenizer(recipe.model_name_or_path, seed=recipe.seed)
     if recipe.warm_start.steps > 0 and not resume:
-        from gtpo.warmstart import warm_start
+        from gtpo.app.warmstart import warm_start
 
         section = recipe.warm_start
         model = warm_start(
@@ -217,35 +213,22 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
         train_dataset=train_dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[MetricsLog(run_dir / "metrics.jsonl")],
     )
+    trainer.add_callback(RunLog(run_dir, trainer, tokenizer))
+    use_console_log(trainer, "rl")
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(str(run_dir / "final"))
 
     if eval_dataset is not None:
-        # Without the mixed-precision patch, as for the saved model (see gtpo.warmstart).
+        # Without the mixed-precision patch, as for the saved model (see gtpo.app.warmstart).
         policy = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
         summary["after"] = _evaluate(policy, tokenizer, recipe, eval_dataset, run_dir / "eval" / "after")
         before_file = run_dir / "eval" / "before" / "results.json"
         if "before" not in summary and before_file.exists():
-            from gtpo.evaluation import flat_metrics
+            from gtpo.app.evaluation import flat_metrics
 
             stored = flat_metrics(json.loads(before_file.read_text()))
             summary["before"] = stored[recipe.evaluation.dataset.name]
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    from gtpo.report import write_report
-
-    write_report(run_dir)
+    write_report([run_dir])
     return run_dir
-
-
-def summary_table(summary: dict[str, Any]) -> str:
-    """Before/after table of held-out accuracy and formatting."""
-    rows = ["| metric | before | after | change |", "|---|---|---|---|"]
-    for metric in ("accuracy", "formatting"):
-        before = summary.get("before", {}).get(metric)
-        after = summary.get("after", {}).get(metric)
-        if before is None or after is None:
-            continue
-        rows.append(f"| {metric} | {before:.3f} | {after:.3f} | {after - before:+.3f} |")
-    return "\n".join(rows) + "\n"

@@ -1,0 +1,351 @@
+"""The one config mechanism of `gtpo train` and `gtpo eval`: dataclasses whose fields carry their help
+text, bounds and choices (`option(...)`), read from YAML or `--field value` flags, checked field by
+field with one-line errors, and listed by `--help`.
+
+A nested dataclass is a section: its fields are flags with a dot (`--dataset.limit 100`). A flag
+takes the words up to the next flag: one for most fields, any number for a list (`--k 1 8 64`;
+`1,8,64` and YAML's `[1, 8, 64]` work too), and a list flag given twice adds to the list.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import operator
+import re
+import textwrap
+import types
+import typing
+from collections.abc import Iterable
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file, field or flag is wrong; the message names it, in one line."""
+
+
+class FieldError(ConfigError):
+    """A bad value at a dotted field path ("training.max_steps"); the caller names the flag or
+    the file it came from."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+def option(
+    default: Any = None,
+    help: str = "",
+    bounds: tuple[str, ...] = (),
+    choices: tuple[Any, ...] | None = None,
+    required: bool = False,
+    factory: typing.Callable[[], Any] | None = None,
+) -> Any:
+    """A dataclass field with its help text; a number must satisfy each bound (">= 1", "< 1", ...),
+    a value (or each item of a list) must be one of `choices`; None always passes."""
+    metadata = {"help": help, "bounds": bounds, "choices": choices, "required": required}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """' (did you mean 'x'?)' for the nearest of `choices`, or ''."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# ------------------------------------------------------------------------------------------------
+# Values: coercion of YAML and command-line strings to a field's type, then bounds and choices
+# ------------------------------------------------------------------------------------------------
+
+_COMPARISONS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
+
+
+def check_value(
+    value: Any, where: str, bounds: tuple[str, ...] = (), choices: Iterable | None = None
+) -> None:
+    """Raise FieldError when a number is not finite or breaks a bound, or a value is not a choice."""
+    if value is None:
+        return
+    if bounds:
+        holds = math.isfinite(value) and all(
+            _COMPARISONS[op](value, float(limit)) for op, limit in (bound.split() for bound in bounds)
+        )
+        if not holds:
+            raise FieldError(where, f"must be {' and '.join(bounds)}, got {value!r}")
+    if choices is not None:
+        choices = tuple(choices)
+        for item in value if isinstance(value, list) else [value]:
+            if item not in choices:
+                hint = did_you_mean(str(item), map(str, choices))
+                raise FieldError(where, f"must be one of {choices}, got {item!r}{hint}")
+
+
+def _yaml_value(text: str, where: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise FieldError(where, f"not valid YAML: {text!r}") from None
+
+
+def coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Check value against a type annotation, converting strings from the command line and YAML's
+    unquoted scientific notation ("1e-4"). Raises FieldError naming the field path."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for choice in options:
+            if choice is type(None):
+                continue
+            try:
+                return coerce(value, choice, where)
+            except ConfigError as error:
+                errors.append(error)
+        raise errors[0] if errors else FieldError(where, f"unsupported value {value!r}")
+    if origin is list:
+        (item,) = typing.get_args(annotation) or (Any,)
+        if isinstance(value, str):
+            value = _yaml_value(value, where) if value.startswith("[") else [v for v in value.split(",") if v]
+        if not isinstance(value, list):
+            raise FieldError(where, f"expected a list, got {value!r}")
+        return [coerce(v, item, where) for v in value]
+    if origin is dict or annotation is dict:
+        if isinstance(value, str):
+            value = _yaml_value(value, where)
+        if not isinstance(value, dict):
+            raise FieldError(where, f"expected a mapping, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise FieldError(where, f"expected a mapping of {annotation.__name__} fields, got {value!r}")
+        return build(annotation, value, where)
+    return _scalar(value, annotation, where)
+
+
+def _scalar(value: Any, annotation: Any, where: str) -> Any:
+    if isinstance(value, list) and len(value) > 1 and annotation in (bool, int, float, str):
+        raise FieldError(where, f"takes one value; unexpected argument {value[1]!r}")
+    if annotation is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        if isinstance(value, bool):
+            return value
+        raise FieldError(where, f"expected true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and re.fullmatch(r"[-+]?\d+", value.strip()):
+            return int(value)
+        raise FieldError(where, f"expected an integer, got {value!r}")
+    if annotation is float:
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise FieldError(where, f"expected a number, got {value!r}")
+    if annotation is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise FieldError(where, f"expected a string, got {value!r}")
+    # Any, enums and other TRL types: the config class validates them.
+    return value
+
+
+def _join(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+def build(cls: type, values: dict[str, Any], where: str = "") -> Any:
+    """An instance of dataclass `cls` from plain data, every field checked (name, type, bounds,
+    choices, required); its __post_init__ may raise FieldError for rules across fields."""
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in values.items():
+        path = _join(where, name if isinstance(name, str) and name.isidentifier() else repr(name))
+        if name not in fields:
+            raise FieldError(path, f"unknown field {name!r}{did_you_mean(str(name), fields)}")
+        kwargs[name] = coerce(value, hints[name], path)
+        metadata = fields[name].metadata
+        check_value(kwargs[name], path, metadata.get("bounds", ()), metadata.get("choices"))
+    for name, spec in fields.items():
+        if spec.metadata.get("required") and kwargs.get(name) in (None, []):
+            raise FieldError(_join(where, name), "required")
+    try:
+        return cls(**kwargs)
+    except FieldError as error:
+        raise FieldError(_join(where, error.path), error.problem) from None
+
+
+# ------------------------------------------------------------------------------------------------
+# Flags
+# ------------------------------------------------------------------------------------------------
+
+FLAG_NAME = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*", re.ASCII)
+
+
+def parse_flags(argv: list[str]) -> list[tuple[str, str | list[str]]]:
+    """`--name value`, `--name=value` and `--name v1 v2 ...` (a list), in order."""
+    pairs: list[tuple[str, str | list[str]]] = []
+    index = 0
+    while index < len(argv):
+        flag = argv[index]
+        if not flag.startswith("--") or flag == "--":
+            raise ConfigError(f"unexpected argument {flag!r}: flags look like --field value")
+        name = flag[2:]
+        if "=" in name:
+            name, value = name.split("=", 1)
+            words = [value]
+            index += 1
+        else:
+            end = index + 1
+            while end < len(argv) and not argv[end].startswith("--"):
+                end += 1
+            words = argv[index + 1 : end]
+            index = end
+        if not FLAG_NAME.fullmatch(name):
+            raise ConfigError(f"unexpected argument {flag!r}: a flag names a field, as --dataset.limit")
+        if not words:
+            raise ConfigError(f"flag {flag} needs a value")
+        pairs.append((name, words[0] if len(words) == 1 else words))
+    return pairs
+
+
+def set_flag(raw: dict[str, Any], name: str, value: str | list[str], extend: bool = False) -> None:
+    """Put a flag's value at its dotted path in `raw`; `extend` adds it to the list already there."""
+    *sections, key = name.split(".")
+    target = raw
+    for part in sections:
+        if not isinstance(target.get(part), dict):
+            target[part] = {}
+        target = target[part]
+    if extend and isinstance(target.get(key), list):
+        value = target[key] + (value if isinstance(value, list) else [value])
+    elif extend:
+        value = [target[key], *(value if isinstance(value, list) else [value])]
+    target[key] = value
+
+
+def field_type(cls: type, path: str) -> Any:
+    """The annotation of a dotted field path of `cls` (None when there is no such field)."""
+    annotation: Any = cls
+    for part in path.split("."):
+        annotation = _dataclass_of(annotation)
+        if annotation is None:
+            return None
+        hints = typing.get_type_hints(annotation)
+        if part not in hints or part not in {f.name for f in dataclasses.fields(annotation)}:
+            return None
+        annotation = hints[part]
+    return annotation
+
+
+def _dataclass_of(annotation: Any) -> type | None:
+    """The dataclass in `annotation` (also in `Section | None`), or None."""
+    if dataclasses.is_dataclass(annotation):
+        return annotation
+    for arg in typing.get_args(annotation):
+        if dataclasses.is_dataclass(arg):
+            return arg
+    return None
+
+
+def is_list(annotation: Any) -> bool:
+    return typing.get_origin(annotation) is list or any(
+        typing.get_origin(a) is list for a in typing.get_args(annotation)
+    )
+
+
+def load_flags(cls: type, argv: list[str]) -> Any:
+    """An instance of `cls` from `--field value` flags, a mistake named by its flag."""
+    raw: dict[str, Any] = {}
+    given = set()
+    for name, value in parse_flags(argv):
+        annotation = field_type(cls, name)
+        if annotation is None:
+            names = [path for path, _ in fields_of(cls)]
+            raise ConfigError(f"--{name}: unknown flag{did_you_mean(name, names)}")
+        set_flag(raw, name, value, extend=name in given and is_list(annotation))
+        given.add(name)
+    try:
+        return build(cls, raw)
+    except FieldError as error:
+        raise ConfigError(f"--{error.path}: {error.problem}") from None
+
+
+# ------------------------------------------------------------------------------------------------
+# Help
+# ------------------------------------------------------------------------------------------------
+
+
+def fields_of(cls: type, prefix: str = "", sections: bool = True) -> list[tuple[str, dataclasses.Field]]:
+    """(dotted name, field) of every field of `cls` in declaration order, a section's fields in
+    its place (or the section as one field, without `sections`)."""
+    hints = typing.get_type_hints(cls)
+    listed = []
+    for spec in dataclasses.fields(cls):
+        if not spec.init:
+            continue
+        section = _dataclass_of(hints[spec.name]) if sections else None
+        if section is not None:
+            listed += fields_of(section, _join(prefix, spec.name))
+        else:
+            listed.append((_join(prefix, spec.name), spec))
+    return listed
+
+
+def _type_name(annotation: Any) -> str:
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
+
+
+def _default(spec: dataclasses.Field) -> Any:
+    if spec.default is not dataclasses.MISSING:
+        return spec.default
+    if spec.default_factory is not dataclasses.MISSING:
+        return spec.default_factory()
+    return None
+
+
+def help_lines(
+    cls: type, names: Iterable[str] | None = None, sections: bool = True, width: int = 100
+) -> list[str]:
+    """One entry per field (`--name TYPE`, then its help and default, indented): all of `cls`'s
+    fields, or those whose top-level name is in `names` (a section's fields with it)."""
+    hints_by_class: dict[type, dict[str, Any]] = {}
+    lines = []
+    wanted = set(names) if names is not None else None
+    for name, spec in fields_of(cls, sections=sections):
+        if wanted is not None and name.split(".")[0] not in wanted:
+            continue
+        owner = _owner(cls, name)
+        hints = hints_by_class.setdefault(owner, typing.get_type_hints(owner))
+        metadata = spec.metadata
+        text = " ".join(str(metadata.get("help") or "").split())
+        if metadata.get("choices"):
+            text += f" One of {', '.join(map(str, metadata['choices']))}."
+        if metadata.get("required"):
+            text += " (required)"
+        elif _default(spec) is not None or "default" not in text:  # else the help tells the default
+            text += f" (default: {_default(spec)!r})"
+        lines.append(f"  --{name} {_type_name(hints[spec.name])}")
+        lines += textwrap.wrap(text, width, initial_indent=" " * 6, subsequent_indent=" " * 6)
+    return lines
+
+
+def _owner(cls: type, path: str) -> type:
+    """The dataclass that declares the last part of a dotted path."""
+    owner: Any = cls
+    for part in path.split(".")[:-1]:
+        owner = _dataclass_of(typing.get_type_hints(owner)[part])
+    return owner

@@ -1,0 +1,295 @@
+"""Recipes: a YAML file that wires a model, a task, rewards, an optional warm start, GTPO (or the
+GRPO baseline) and evaluation. `gtpo train --config RECIPE.yaml [--field value ...]` reads one.
+
+A recipe has a few top-level sections (the Recipe dataclass below) and a `training` mapping of
+GTPOConfig fields (TRL's GRPOConfig fields plus GTPO's). Command-line overrides name a top-level
+field (`--model_name_or_path`), a field of a section with a dot (`--dataset.limit 100`), or a
+training field directly (`--learning_rate 1e-5`). Every name, type and range is checked before
+any model is loaded; a mistake is reported in one line that names the flag (for a value given on
+the command line) or the file and field, with the nearest valid name for a misspelt one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gtpo.app.evaluation import check_sampling
+from gtpo.app.options import (
+    ConfigError,
+    FieldError,
+    build,
+    check_value,
+    coerce,
+    did_you_mean,
+    field_type,
+    fields_of,
+    is_list,
+    option,
+    parse_flags,
+    set_flag,
+)
+
+RecipeError = ConfigError
+ALGORITHMS = ("gtpo", "grpo")
+
+
+@dataclass
+class DatasetSection:
+    """Which task to train or evaluate on: a name from gtpo.tasks, optionally from a local file."""
+
+    name: str = option(
+        "arithmetic", "Task: arithmetic (generated), gsm8k, math, math500, aime24, aime25, amc23."
+    )
+    split: str | None = option(None, "Split to read (default: train for training, test for evaluation).")
+    path: str | None = option(None, "Local JSONL or parquet file in the task's format, instead of the hub.")
+    limit: int | None = option(None, "Use the first N problems (arithmetic: generate N).", (">= 1",))
+
+    def __post_init__(self) -> None:
+        if self.name == "arithmetic" and self.path is not None:
+            raise FieldError("path", "the arithmetic task is generated and reads no file; drop the path or "
+                             "name the task the file holds (gsm8k, math, ...)")  # fmt: skip
+
+
+@dataclass
+class WarmStartSection:
+    """Supervised warm start (TRL's SFTTrainer) before RL; steps 0 skips it."""
+
+    steps: int = option(0, "Supervised steps before RL; 0 skips the warm start.", (">= 0",))
+    format_fraction: float = option(
+        0.5, "Share of warm-start targets in the full <reasoning>/<answer> format.", (">= 0", "<= 1")
+    )
+    learning_rate: float = option(1e-3, "Warm-start learning rate.", ("> 0",))
+    batch_size: int = option(16, "Warm-start batch size.", (">= 1",))
+
+
+@dataclass
+class EvaluationSection:
+    """Held-out evaluation before and after training."""
+
+    dataset: DatasetSection | None = option(None, "The held-out set; none: no evaluation.")
+    num_samples: int = option(1, "Samples per problem.", (">= 1",))
+    temperature: float = option(0.0, "Sampling temperature; 0 is greedy.", (">= 0",))
+    max_new_tokens: int = option(128, "Tokens generated per sample at most.", (">= 1",))
+    batch_size: int = option(32, "Problems per generation batch.", (">= 1",))
+    before_training: bool = option(True, "Also evaluate before RL (after the warm start).")
+
+    def __post_init__(self) -> None:
+        check_sampling(self.num_samples, self.temperature)
+
+
+@dataclass
+class LoraSection:
+    """PEFT LoRA adapter; the paper uses r = 128 on all projections."""
+
+    r: int = option(16, "LoRA rank.", (">= 1",))
+    alpha: int = option(32, "LoRA alpha.", ("> 0",))
+    dropout: float = option(0.0, "LoRA dropout.", (">= 0", "< 1"))
+    target_modules: list[str] | str = option("all-linear", "Modules to adapt, or all-linear.")
+
+
+@dataclass
+class Recipe:
+    model_name_or_path: str = option(
+        "tiny-demo", "Hub id, local path, tiny-test, tiny-demo, tiny-100m or smollm2-135m."
+    )
+    algorithm: str = option(
+        "gtpo", "gtpo, or grpo for TRL's GRPOTrainer as the baseline.", choices=ALGORITHMS
+    )
+    seed: int = option(0, "Seed of the model's initialisation, data, warm start, training and evaluation.")
+    dataset: DatasetSection = option(help="Training data.", factory=DatasetSection)
+    rewards: list[str] = option(
+        help="Reward functions from gtpo.rewards.", factory=lambda: ["format_reward", "correctness_reward"]
+    )
+    warm_start: WarmStartSection = option(help="Supervised warm start.", factory=WarmStartSection)
+    evaluation: EvaluationSection = option(help="Held-out evaluation.", factory=EvaluationSection)
+    lora: LoraSection | None = option(None, "LoRA adapter; none: full fine-tuning.")
+    training: dict[str, Any] = option(help="GTPOConfig fields.", factory=dict)
+
+    def __post_init__(self) -> None:
+        from gtpo.tasks.rewards import REWARDS
+
+        if not self.rewards:
+            raise FieldError("rewards", "name at least one reward function")
+        for name in self.rewards:
+            if name not in REWARDS:
+                hint = did_you_mean(name, REWARDS)
+                raise FieldError("rewards", f"unknown reward {name!r}{hint}; known: {', '.join(REWARDS)}")
+
+
+# TRL and transformers training fields whose bad values would otherwise surface only once a model
+# is loaded (or never, as a silently odd run). GTPO's own fields are checked by GTPOConfig.
+TRAINING_BOUNDS: dict[str, tuple[str, ...]] = {
+    "learning_rate": (">= 0",),
+    "weight_decay": (">= 0",),
+    "max_grad_norm": (">= 0",),
+    "per_device_train_batch_size": (">= 1",),
+    "gradient_accumulation_steps": (">= 1",),
+    "num_generations": (">= 2",),
+    "generation_batch_size": (">= 1",),
+    "steps_per_generation": (">= 1",),
+    "num_iterations": (">= 1",),
+    "max_completion_length": (">= 1",),
+    "temperature": ("> 0",),
+    "top_p": ("> 0", "<= 1"),
+    "top_k": (">= 0",),
+    "repetition_penalty": ("> 0",),
+    "beta": (">= 0",),
+    "epsilon": (">= 0",),
+    "epsilon_high": (">= 0",),
+    "num_train_epochs": ("> 0",),
+    "warmup_steps": (">= 0",),
+    "save_steps": ("> 0",),
+    "logging_steps": ("> 0",),
+}
+TRAINING_CHOICES: dict[str, tuple[str, ...]] = {
+    "scale_rewards": ("group", "batch", "none"),
+    "multi_objective_aggregation": ("sum_then_normalize", "normalize_then_sum"),
+}
+
+# Training fields that `gtpo train` would accept and then not use, with what to use instead.
+_EVALUATION = "the trainer gets no eval dataset; the recipe's evaluation section evaluates, before and after"
+TRAINING_REFUSED: dict[str, str] = {
+    "seed": "the recipe's seed (--seed) seeds the whole run",
+    "data_seed": "the recipe's seed (--seed) also orders the data",
+    "resume_from_checkpoint": "gtpo train --resume continues from the last checkpoint",
+    "do_train": "gtpo train always trains",
+    **dict.fromkeys(
+        (
+            "do_eval",
+            "do_predict",
+            "eval_strategy",
+            "eval_steps",
+            "eval_delay",
+            "eval_on_start",
+            "per_device_eval_batch_size",
+            "eval_accumulation_steps",
+            "num_generations_eval",
+            "bf16_full_eval",
+            "fp16_full_eval",
+            "prediction_loss_only",
+            "eval_do_concat_batches",
+            "eval_use_gather_object",
+            "batch_eval_metrics",
+            "load_best_model_at_end",
+            "metric_for_best_model",
+        ),
+        _EVALUATION,
+    ),
+}
+
+
+def training_fields() -> dict[str, Any]:
+    """GTPOConfig's field names and their type annotations."""
+    from gtpo.trainer import GTPOConfig
+
+    hints = typing.get_type_hints(GTPOConfig)
+    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(GTPOConfig) if f.init}
+
+
+def _check_training(training: dict[str, Any]) -> dict[str, Any]:
+    known = training_fields()
+    checked = {}
+    for name, value in training.items():
+        path = f"training.{name if isinstance(name, str) and name.isidentifier() else repr(name)}"
+        if name not in known:
+            raise FieldError(path, f"unknown training field{did_you_mean(str(name), known)}")
+        if name in TRAINING_REFUSED:
+            raise FieldError(path, f"not used by gtpo train: {TRAINING_REFUSED[name]}")
+        checked[name] = coerce(value, known[name], path)
+        check_value(checked[name], path, TRAINING_BOUNDS.get(name, ()), TRAINING_CHOICES.get(name))
+    if checked.get("max_steps", -1) != -1 and checked["max_steps"] < 1:
+        raise FieldError(
+            "training.max_steps",
+            f"must be >= 1, or -1 to train for num_train_epochs, got {checked['max_steps']}",
+        )
+    return checked
+
+
+def _apply_override(raw: dict[str, Any], name: str, value: str | list[str], given: set[str]) -> str:
+    """Put a flag's value into the raw recipe; returns the field path it set."""
+    head, *rest = name.split(".")
+    if head != "training":
+        annotation = field_type(Recipe, name)
+        if annotation is not None:
+            set_flag(raw, name, value, extend=name in given and is_list(annotation))
+            return name
+        if head in {f.name for f in dataclasses.fields(Recipe)}:
+            hint = did_you_mean(rest[-1], _section_fields(head))
+            raise FieldError(name, f"unknown field {rest[-1]!r}{hint}")
+    elif len(rest) == 1:
+        name = rest[0]
+    else:
+        raise RecipeError(
+            f"--{name}: name one training field, as --training.learning_rate or --learning_rate"
+        )
+    if name in training_fields():
+        path = f"training.{name}"
+        set_flag(raw, path, value, extend=path in given and is_list(training_fields()[name]))
+        return path
+    names = [*(p for p, _ in fields_of(Recipe)), *training_fields()]
+    raise RecipeError(f"--{name}: unknown flag{did_you_mean(name, names)}")
+
+
+def _section_fields(section: str) -> list[str]:
+    return [p.split(".")[-1] for p, _ in fields_of(Recipe) if p.startswith(section + ".")]
+
+
+def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> Recipe:
+    """Read a recipe file (or start from the defaults), apply overrides, check every field."""
+    source = str(path) if path else "recipe"
+    raw: dict[str, Any] = {}
+    if path is not None:
+        file = Path(path)
+        if not file.is_file():
+            raise RecipeError(f"{file}: recipe file not found")
+        try:
+            raw = yaml.safe_load(file.read_text()) or {}
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            line = f" line {mark.line + 1}" if mark else ""
+            raise RecipeError(f"{file}:{line} is not valid YAML") from None
+        if not isinstance(raw, dict):
+            raise RecipeError(f"{file}: a recipe is a mapping of fields, got {type(raw).__name__}")
+    flags: dict[str, str] = {}  # field path -> the flag that set it, so that an error names the flag
+    for name, value in parse_flags(overrides or []):
+        try:
+            flags[_apply_override(raw, name, value, set(flags))] = f"--{name}"
+        except FieldError as error:
+            raise RecipeError(f"--{name}: {error.problem}") from None
+    try:
+        recipe = _check_recipe(raw)
+        _refuse_unused(recipe, flags)
+    except FieldError as error:
+        flag = flags.get(error.path)
+        raise RecipeError(f"{flag}: {error.problem}" if flag else f"{source}: {error}") from None
+    return recipe
+
+
+def _refuse_unused(recipe: Recipe, flags: dict[str, str]) -> None:
+    """A flag for a section that the recipe leaves off would be ignored: raise FieldError."""
+    for path in flags:
+        if path.startswith("warm_start.") and path != "warm_start.steps" and recipe.warm_start.steps == 0:
+            raise FieldError(path, "set, but warm_start.steps is 0 (no warm start)")
+        if path.startswith("evaluation.") and recipe.evaluation.dataset is None:
+            raise FieldError(path, "set, but the recipe names no evaluation.dataset (no evaluation)")
+
+
+def _check_recipe(raw: dict[str, Any]) -> Recipe:
+    """Build a Recipe from plain data, checking names, types, ranges and the cross-field rules."""
+    training = raw.pop("training", None) or {}
+    if not isinstance(training, dict):
+        raise FieldError("training", "expected a mapping of training fields")
+    recipe = build(Recipe, raw)
+    recipe.training = _check_training(training)
+    return recipe
+
+
+def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
+    """Plain data for the run directory's resolved config."""
+    return dataclasses.asdict(recipe)
