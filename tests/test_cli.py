@@ -74,7 +74,7 @@ def test_eval_help_lists_every_field(capsys):
     assert {line.split()[0][2:] for line in text.splitlines() if line.startswith("  --")} == {
         f.name for f in dataclasses.fields(EvalConfig)
     }
-    assert "  --k list[int]\n      The k of pass@k and maj@k (each <= num_samples). (default: [1])" in text
+    assert "  --k list[int] | None\n      pass@k for these k (default 1 when sampling)." in text
 
 
 @pytest.mark.slow
@@ -155,3 +155,28 @@ def test_a_flag_for_a_section_the_recipe_leaves_off_is_refused():
     # the same section switched on by a flag takes the flag's values
     recipe = load_recipe(None, ["--evaluation.dataset.name", "gsm8k", "--evaluation.temperature", "0.5"])
     assert recipe.evaluation.dataset.name == "gsm8k" and recipe.evaluation.temperature == 0.5
+
+
+@pytest.mark.parametrize(("flags", "expected"), [([], "grpo"), (["--loss_type", "dapo"], "dapo")])
+def test_grpo_baseline_takes_gtpos_loss_type_unless_set(tmp_path, flags, expected):
+    from gtpo.app.pipeline import training_config
+
+    recipe = load_recipe(DEMO, ["--algorithm", "grpo", "--output_dir", str(tmp_path), *flags])
+    assert training_config(recipe).loss_type == expected  # TRL's own default would be "dapo"
+
+
+def test_recipe_evaluation_answer_format_reaches_the_evaluation(tmp_path, monkeypatch):
+    from gtpo.app import evaluation, pipeline
+
+    seen = {}
+
+    def fake_evaluate(model, tokenizer, benchmarks, out, **settings):
+        seen.update(settings)
+        return {name: {} for name in benchmarks}
+
+    monkeypatch.setattr(evaluation, "evaluate", fake_evaluate)
+    recipe = load_recipe(DEMO, ["--evaluation.answer_format", "boxed", "--output_dir", str(tmp_path)])
+    pipeline._evaluate(None, None, recipe, None, tmp_path)
+    assert seen["answer_format"] == "boxed"
+    with pytest.raises(RecipeError, match=r"evaluation\.answer_format: must be one of"):
+        load_recipe(DEMO, ["--evaluation.answer_format", "latex"])

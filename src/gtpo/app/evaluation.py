@@ -38,7 +38,7 @@ import torch
 from datasets import Dataset
 from tqdm.auto import tqdm
 
-from gtpo.app.options import FieldError, option
+from gtpo.app.options import ConfigError, FieldError, option
 from gtpo.jsonl import read_jsonl, write_jsonl
 from gtpo.tasks.datasets import TASKS, load_task
 from gtpo.tasks.prompts import SYSTEM_PROMPTS, with_system_prompt
@@ -322,24 +322,19 @@ def plan_for(config: EvalConfig, benchmark: str) -> Plan:
     )
     if plan.temperature == 0:
         check_sampling(plan.num_samples, plan.temperature)
-        if len(config.seeds) > 1:
-            raise ValueError(
-                "--seeds: greedy decoding (--temperature 0) gives the same answers for every seed"
-            )
-        if "top_p" in given:
-            raise ValueError("--top_p has no effect with greedy decoding (--temperature 0); drop it")
-        if "k" in given and plan.k:
-            raise ValueError(
-                f"--k {plan.k[0]}: each k must be between 1 and --num_samples (1), and greedy decoding "
-                "reports `greedy`, not pass@k"
-            )
+        greedy_ignores = {
+            "seeds": config.seeds != [0],
+            "top_p": "top_p" in given,
+            "k": "k" in given and bool(plan.k),
+        }
+        for name, ignored in greedy_ignores.items():
+            if ignored:
+                raise FieldError(name, "set, but greedy decoding (temperature 0) does not use it")
     for flag, values in (("k", plan.k), ("maj_k", plan.maj_k)):
-        bad = [k for k in values if not 1 <= k <= plan.num_samples]
-        if bad:
-            raise ValueError(
-                f"--{flag} {bad[0]}: each k must be between 1 and --num_samples ({plan.num_samples})"
-                + (f" for {benchmark}" if protocol else "")
-            )
+        for k in values:
+            if not 1 <= k <= plan.num_samples:
+                where = f" (num_samples for {benchmark})" if protocol else ""
+                raise FieldError(flag, f"must be >= 1 and <= {plan.num_samples}{where}, got {k}")
     return plan
 
 
@@ -678,7 +673,10 @@ def run_eval(config: EvalConfig) -> int:
     from gtpo.app.models import check_model_name, load_model_and_tokenizer
 
     paths = config.paths()
-    plans = {name: plan_for(config, name) for name in config.benchmarks}
+    try:
+        plans = {name: plan_for(config, name) for name in config.benchmarks}
+    except FieldError as error:
+        raise ConfigError(f"--{error.path}: {error.problem}") from None
     overrides = _set_fields(config) if config.protocol else {}
     for name, value in overrides.items():
         print(

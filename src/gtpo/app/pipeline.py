@@ -63,6 +63,9 @@ def training_config(recipe: Recipe):
         gtpo_only = set(fields) - {f.name for f in dataclasses.fields(GRPOConfig)}
         if gtpo_only:
             raise RecipeError(f"training.{sorted(gtpo_only)[0]}: a GTPO field, but algorithm is 'grpo'")
+        # TRL's GRPOConfig defaults to loss_type "dapo"; the baseline takes GTPO's default, so that
+        # the two runs differ in GTPO alone unless the recipe sets a loss type for both.
+        fields.setdefault("loss_type", GTPOConfig.loss_type)
         return GRPOConfig(**fields)
     return GTPOConfig(**fields)
 
@@ -117,6 +120,7 @@ def _evaluate(model, tokenizer, recipe: Recipe, dataset: Dataset, out: Path) -> 
         max_new_tokens=section.max_new_tokens,
         batch_size=section.batch_size,
         seed=recipe.seed,
+        answer_format=section.answer_format,
     )
     return results[section.dataset.name]
 

@@ -34,6 +34,7 @@ from gtpo.app.options import (
     parse_flags,
     set_flag,
 )
+from gtpo.tasks.rewards import ANSWER_FORMATS
 
 RecipeError = ConfigError
 ALGORITHMS = ("gtpo", "grpo")
@@ -78,6 +79,12 @@ class EvaluationSection:
     max_new_tokens: int = option(128, "Tokens generated per sample at most.", (">= 1",))
     batch_size: int = option(32, "Problems per generation batch.", (">= 1",))
     before_training: bool = option(True, "Also evaluate before RL (after the warm start).")
+    answer_format: str = option(
+        "tags",
+        "Answer convention scored (and asked for in the system prompt): tags (the paper's, the training "
+        "format), boxed or any.",
+        choices=ANSWER_FORMATS,
+    )
 
     def __post_init__(self) -> None:
         check_sampling(self.num_samples, self.temperature)
@@ -99,7 +106,10 @@ class Recipe:
         "tiny-demo", "Hub id, local path, tiny-test, tiny-demo, tiny-100m or smollm2-135m."
     )
     algorithm: str = option(
-        "gtpo", "gtpo, or grpo for TRL's GRPOTrainer as the baseline.", choices=ALGORITHMS
+        "gtpo",
+        "gtpo, or grpo for TRL's GRPOTrainer as the baseline (with GTPO's default loss_type, grpo, "
+        "unless the recipe sets one).",
+        choices=ALGORITHMS,
     )
     seed: int = option(0, "Seed of the model's initialisation, data, warm start, training and evaluation.")
     dataset: DatasetSection = option(help="Training data.", factory=DatasetSection)
