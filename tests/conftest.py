@@ -49,3 +49,19 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def spy_trl_advantages(monkeypatch) -> dict:
+    """Record the advantages TRL computes (before GTPO's transform) in the returned dict."""
+    from trl import GRPOTrainer
+
+    seen: dict = {}
+    original = GRPOTrainer._generate_and_score_completions
+
+    def spy(self, inputs):
+        output = original(self, inputs)
+        seen["advantages"] = output["advantages"].clone()
+        return output
+
+    monkeypatch.setattr(GRPOTrainer, "_generate_and_score_completions", spy)
+    return seen

@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import spy_trl_advantages, tiny_config
 from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
@@ -64,19 +64,6 @@ def _fixed_rollouts(trainer, kind: str, seed: int = 0) -> None:
     trainer.rollout_func = rollout
 
 
-def _spy_trl_advantages(monkeypatch) -> dict:
-    seen: dict = {}
-    original = GRPOTrainer._generate_and_score_completions
-
-    def spy(self, inputs):
-        output = original(self, inputs)
-        seen["advantages"] = output["advantages"].clone()
-        return output
-
-    monkeypatch.setattr(GRPOTrainer, "_generate_and_score_completions", spy)
-    return seen
-
-
 def _grads(model) -> dict[str, torch.Tensor]:
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad()
@@ -91,7 +78,7 @@ def test_paper_preset_through_trl_loss_equals_the_loss_time_formula(
 ):
     """Paper preset, loss_type grpo, num_iterations 1: TRL's loss on GTPO's (B, T) advantages has
     the loss and gradients of gtpo.algorithm.gtpo_loss with loss-time entropies (the old path)."""
-    trl = _spy_trl_advantages(monkeypatch)
+    trl = spy_trl_advantages(monkeypatch)
     trainer = _trainer(tmp_path, entropy_gate=gate, gradient_accumulation_steps=accumulation)
     _fixed_rollouts(trainer, kind, seed=accumulation)
     model = trainer.model
@@ -148,7 +135,7 @@ def test_paper_preset_through_trl_loss_equals_the_loss_time_formula(
 def test_official_preset_is_not_divided_by_accumulation_steps(tmp_path, monkeypatch):
     """As the authors' code: each micro-batch's loss is the official sum over its completions,
     whatever the number of accumulation steps."""
-    trl = _spy_trl_advantages(monkeypatch)
+    trl = spy_trl_advantages(monkeypatch)
     trainer = _trainer(tmp_path, preset="official", entropy_threshold=100.0, gradient_accumulation_steps=2)
     _fixed_rollouts(trainer, "crafted")
     model = trainer.model
@@ -217,7 +204,7 @@ def test_one_policy_pass_per_batch(tmp_path, monkeypatch, accumulation, steps_pe
         return original(self, model, *args, **kwargs)
 
     monkeypatch.setattr(GRPOTrainer, "_get_per_token_logps_and_entropies", counting)
-    trl = _spy_trl_advantages(monkeypatch)
+    trl = spy_trl_advantages(monkeypatch)
     trainer = _trainer(
         tmp_path,
         gradient_accumulation_steps=accumulation,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import spy_trl_advantages, tiny_config
 from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
@@ -158,20 +158,6 @@ def test_gtpo_steps_move_parameters_and_log_metrics(tmp_path):
     assert 0.0 <= first["gtpo/positive_conflict_share"] <= 1.0
 
 
-def _spy_trl_advantages(monkeypatch) -> dict:
-    """Record the advantages TRL computes (before GTPO's transform) in the returned dict."""
-    seen: dict = {}
-    original = GRPOTrainer._generate_and_score_completions
-
-    def spy(self, inputs):
-        output = original(self, inputs)
-        seen["advantages"] = output["advantages"].clone()
-        return output
-
-    monkeypatch.setattr(GRPOTrainer, "_generate_and_score_completions", spy)
-    return seen
-
-
 def _entropies(trainer, batch) -> torch.Tensor:
     ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
     attention = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
@@ -184,7 +170,7 @@ def _entropies(trainer, batch) -> torch.Tensor:
 
 @pytest.mark.parametrize("preset", ["paper", "official"])
 def test_advantages_are_the_algorithm_s(tmp_path, monkeypatch, preset):
-    trl = _spy_trl_advantages(monkeypatch)
+    trl = spy_trl_advantages(monkeypatch)
     trainer = _trainer(tmp_path, preset=preset, max_steps=1, entropy_threshold=3.0)
     trainer.model.train()
     batch = trainer._generate_and_score_completions(
@@ -252,7 +238,7 @@ def test_gtpo_differs_from_grpo_when_on(tmp_path):
 
 
 def test_official_preset_loss_is_the_official_formula(tmp_path, monkeypatch):
-    trl = _spy_trl_advantages(monkeypatch)
+    trl = spy_trl_advantages(monkeypatch)
     # A random tiny model's entropy is far above 0.7; a high threshold keeps completions in the loss.
     trainer = _trainer(tmp_path, preset="official", temperature=0.9, entropy_threshold=100.0)
     model = trainer.model
