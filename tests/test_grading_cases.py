@@ -20,6 +20,7 @@ def documented_disagreements() -> set[str]:
     return set(re.findall(r"^\| `([^`]+)` \|", section, flags=re.MULTILINE))
 
 
+@pytest.mark.slow  # 4,772 graded cases: seconds, not milliseconds
 def test_grader_agrees_with_the_labelled_case_set(shared_data):
     cases = all_cases(shared_data)
     kinds = collections.Counter(case.kind for case in cases)

@@ -35,15 +35,20 @@ def injections(sentinel: Path) -> list[str]:
     ]
 
 
+GOLD = "\\frac{7}{9}"
+
+
 def test_injections_score_zero_and_run_nothing(tmp_path):
+    # A gold no path contains: the lenient matcher accepts any text containing the gold, and the
+    # attempts carry tmp_path, whose numbered directory (pytest-5, ...) holds digits.
     sentinel = tmp_path / "pwned"
     attempts = injections(sentinel)
     completions = [f"<reasoning>r</reasoning>\n<answer>{text}</answer>" for text in attempts]
-    assert correctness_reward(completions, answer=["5"] * len(attempts)) == [0.0] * len(attempts)
-    assert lenient_correctness_reward(completions, answer=["5"] * len(attempts)) == [0.0] * len(attempts)
+    assert correctness_reward(completions, answer=[GOLD] * len(attempts)) == [0.0] * len(attempts)
+    assert lenient_correctness_reward(completions, answer=[GOLD] * len(attempts)) == [0.0] * len(attempts)
     for text in attempts:
-        assert answers_equal("5", text) is False  # a hostile gold answer (datasets are files too)
-        assert score_sample(f"<reasoning>r</reasoning><answer>{text}</answer>", "5")["correct"] is False
+        assert answers_equal(GOLD, text) is False  # a hostile gold answer (datasets are files too)
+        assert score_sample(f"<reasoning>r</reasoning><answer>{text}</answer>", GOLD)["correct"] is False
     assert majority_answer(attempts) == attempts[0]
     assert not sentinel.exists()
 
