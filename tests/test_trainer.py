@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import spy_trl_advantages, tiny_config
+from conftest import free_port, spy_trl_advantages, tiny_config
 from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
@@ -352,7 +352,8 @@ def _run_conflict_script(out_dir, processes: int) -> dict:
         # On a machine without GPUs, accelerate's multi-process launcher runs torch.distributed with gloo.
         command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
                    str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                   "--num_cpu_threads_per_process", "1", script, str(out_dir)]  # fmt: skip
+                   "--num_cpu_threads_per_process", "1", "--main_process_port", str(free_port()),
+                   script, str(out_dir)]  # fmt: skip
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
