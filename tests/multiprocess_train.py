@@ -6,12 +6,14 @@ parameters before and after training) to OUT_DIR/rank{N}.json.
 
 import json
 import sys
+from pathlib import Path
 
 import torch
+from conftest import tiny_config
 from datasets import Dataset
 
 from gtpo.app.models import build_tiny_model, build_tokenizer
-from gtpo.trainer import GTPOConfig, GTPOTrainer
+from gtpo.trainer import GTPOTrainer
 
 
 def reward(completions, **kwargs):
@@ -28,20 +30,7 @@ def main(out_dir: str) -> None:
     model = build_tiny_model(tokenizer, size="test", seed=0)
     initial = checksum(model.state_dict())
     prompts = [{"prompt": [{"role": "user", "content": f"What is {i} + {i}?"}]} for i in range(8)]
-    config = GTPOConfig(
-        output_dir=f"{out_dir}/trainer",
-        per_device_train_batch_size=4,
-        num_generations=4,
-        max_completion_length=8,
-        max_steps=2,
-        learning_rate=1e-2,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        disable_tqdm=True,
-        seed=0,
-    )
+    config = tiny_config(Path(out_dir))  # the trainer tests' configuration
     trainer = GTPOTrainer(
         model=model,
         reward_funcs=reward,
