@@ -65,3 +65,13 @@ def spy_trl_advantages(monkeypatch) -> dict:
 
     monkeypatch.setattr(GRPOTrainer, "_generate_and_score_completions", spy)
     return seen
+
+
+TEARDOWN_ABORT = "terminate called without an active exception"
+
+
+def check_launch(result, outputs: list) -> None:
+    """A multi-process launch succeeded: exit 0, or an abort at interpreter teardown (gloo on CPU,
+    seen here now and then) after every process had written its output file."""
+    teardown_abort = TEARDOWN_ABORT in result.stderr and all(path.exists() for path in outputs)
+    assert result.returncode == 0 or teardown_abort, result.stderr[-3000:]

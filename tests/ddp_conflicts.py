@@ -89,6 +89,8 @@ def main(out_dir: str) -> None:
         },
         f"{out_dir}/rank{rank}.pt",
     )
+    if torch.distributed.is_initialized():  # a gloo group left to interpreter exit can abort it (SIGABRT)
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -52,6 +52,8 @@ def main(out_dir: str) -> None:
     }
     with open(f"{out_dir}/rank{accelerator.process_index}.json", "w") as f:
         json.dump(result, f)
+    if torch.distributed.is_initialized():  # a gloo group left to interpreter exit can abort it (SIGABRT)
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+from conftest import check_launch, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,8 +21,9 @@ def _launch(config: str, out_dir: Path) -> list[dict]:
                str(ROOT / "tests" / "multiprocess_train.py"), str(out_dir)]  # fmt: skip
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return [json.loads((out_dir / f"rank{rank}.json").read_text()) for rank in range(2)]
+    outputs = [out_dir / f"rank{rank}.json" for rank in range(2)]
+    check_launch(result, outputs)
+    return [json.loads(path.read_text()) for path in outputs]
 
 
 def _check_two_steps(ranks: list[dict]) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import free_port, spy_trl_advantages, tiny_config
+from conftest import check_launch, free_port, spy_trl_advantages, tiny_config
 from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
@@ -356,8 +356,9 @@ def _run_conflict_script(out_dir, processes: int) -> dict:
                    script, str(out_dir)]  # fmt: skip
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
-    ranks = [torch.load(out_dir / f"rank{r}.pt") for r in range(processes)]
+    outputs = [out_dir / f"rank{r}.pt" for r in range(processes)]
+    check_launch(result, outputs)
+    ranks = [torch.load(path) for path in outputs]
     assert all(rank["world"] == processes for rank in ranks)
     return {
         "weights": torch.cat([r["token_advantages"] for r in ranks]),
