@@ -78,15 +78,19 @@ def test_private_class_attribute_exists(name):
         assert {"title", "id", "citation"} <= set(value), f"{name} lost a key gtpo sets: {value!r}"
 
 
-def test_private_instance_attributes_exist(tmp_path):
+def _tiny_trainer(tmp_path) -> GTPOTrainer:
     tokenizer = build_tokenizer()
-    trainer = GTPOTrainer(
+    return GTPOTrainer(
         model=build_tiny_model(tokenizer, size="test"),
         reward_funcs=lambda completions, **kwargs: [0.0] * len(completions),
         args=tiny_config(tmp_path),
         train_dataset=Dataset.from_list([{"prompt": "1 + 1 ="}] * 4),
         processing_class=tokenizer,
     )
+
+
+def test_private_instance_attributes_exist(tmp_path):
+    trainer = _tiny_trainer(tmp_path)
     for name, kind in INSTANCE_ATTRIBUTES.items():
         attribute = name.split(".")[1]
         assert hasattr(trainer, attribute), (
@@ -97,14 +101,7 @@ def test_private_instance_attributes_exist(tmp_path):
 
 
 def test_model_card_cites_gtpo(tmp_path):
-    tokenizer = build_tokenizer()
-    trainer = GTPOTrainer(
-        model=build_tiny_model(tokenizer, size="test"),
-        reward_funcs=lambda completions, **kwargs: [0.0] * len(completions),
-        args=tiny_config(tmp_path),
-        train_dataset=Dataset.from_list([{"prompt": "1 + 1 ="}] * 4),
-        processing_class=tokenizer,
-    )
+    trainer = _tiny_trainer(tmp_path)
     trainer.create_model_card(model_name="tiny")
     card = (tmp_path / "out" / "README.md").read_text()
     assert "trained with GTPO, a method introduced in [GTPO: Stabilizing" in card
