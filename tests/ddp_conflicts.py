@@ -14,7 +14,7 @@ from datasets import Dataset
 from trl import GRPOTrainer
 
 from gtpo.app.models import build_tiny_model, build_tokenizer
-from gtpo.trainer import GTPOConfig, GTPOTrainer
+from gtpo.trainer import GTPOConfig, GTPOTrainer, end_process_group
 
 GROUP_SIZE = 4
 GROUPS = 3  # 12 rows: with two processes of 6 rows each, group 1 is split between them
@@ -89,9 +89,8 @@ def main(out_dir: str) -> None:
         },
         f"{out_dir}/rank{rank}.pt",
     )
-    if torch.distributed.is_initialized():  # a gloo group left to interpreter exit can abort it (SIGABRT)
-        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1])  # the trainer is freed on return
+    end_process_group()

@@ -1,7 +1,8 @@
 """Run by tests/test_multiprocess.py under `accelerate launch --config_file configs/accelerate/X.yaml`
 with two CPU processes: two GTPO steps of the tiny test model, then each process writes what it
 saw (world size, distributed type, the model's wrapper, steps, losses, a checksum of the full
-parameters before and after training) to OUT_DIR/rank{N}.json.
+parameters before and after training, the gloo threads left after gtpo.trainer.end_process_group)
+to OUT_DIR/rank{N}.json.
 """
 
 import json
@@ -13,7 +14,7 @@ from conftest import tiny_config
 from datasets import Dataset
 
 from gtpo.app.models import build_tiny_model, build_tokenizer
-from gtpo.trainer import GTPOTrainer
+from gtpo.trainer import GTPOTrainer, end_process_group
 
 
 def reward(completions, **kwargs):
@@ -24,7 +25,13 @@ def checksum(state: dict[str, torch.Tensor]) -> float:
     return float(sum(value.float().abs().sum() for value in state.values()))
 
 
-def main(out_dir: str) -> None:
+def gloo_threads() -> int:
+    """This process's gloo worker threads, by name (Linux)."""
+    tasks = Path("/proc/self/task").iterdir()
+    return sum((task / "comm").read_text().startswith("pt_gloo") for task in tasks)
+
+
+def train(out_dir: str) -> dict:
     torch.set_num_threads(1)
     tokenizer = build_tokenizer()
     model = build_tiny_model(tokenizer, size="test", seed=0)
@@ -42,6 +49,7 @@ def main(out_dir: str) -> None:
     final = checksum(trainer.accelerator.get_state_dict(trainer.model, unwrap=True))
     accelerator = trainer.accelerator
     result = {
+        "rank": accelerator.process_index,
         "world": accelerator.num_processes,
         "distributed_type": str(accelerator.distributed_type),
         "wrapper": type(trainer.model_wrapped).__name__,
@@ -49,11 +57,17 @@ def main(out_dir: str) -> None:
         "losses": [entry["loss"] for entry in trainer.state.log_history if "loss" in entry],
         "initial_checksum": initial,
         "final_checksum": final,
+        "gloo_threads_in_training": gloo_threads(),
     }
-    with open(f"{out_dir}/rank{accelerator.process_index}.json", "w") as f:
+    return result
+
+
+def main(out_dir: str) -> None:
+    result = train(out_dir)  # the trainer is freed on return, as in `gtpo train`
+    end_process_group()
+    result["gloo_threads_after_end"] = gloo_threads()
+    with open(f"{out_dir}/rank{result['rank']}.json", "w") as f:
         json.dump(result, f)
-    if torch.distributed.is_initialized():  # a gloo group left to interpreter exit can abort it (SIGABRT)
-        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

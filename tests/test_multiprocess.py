@@ -33,6 +33,8 @@ def _check_two_steps(ranks: list[dict]) -> None:
         assert len(rank["losses"]) == 2 and all(math.isfinite(loss) for loss in rank["losses"])
         assert rank["final_checksum"] != rank["initial_checksum"], "training did not move the parameters"
     assert ranks[0]["final_checksum"] == ranks[1]["final_checksum"], "the processes' models diverged"
+    for rank in ranks:  # joined by end_process_group, not left to interpreter exit (where they can hang)
+        assert rank["gloo_threads_in_training"] > 0 and rank["gloo_threads_after_end"] == 0
 
 
 @pytest.mark.slow

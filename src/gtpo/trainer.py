@@ -15,6 +15,7 @@ Every private TRL/transformers name used is in PRIVATE_NAMES, checked by tests/t
 from __future__ import annotations
 
 import contextlib
+import gc
 import textwrap
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -38,6 +39,7 @@ __all__ = [
     "STATE_FILE",
     "GTPOConfig",
     "GTPOTrainer",
+    "end_process_group",
 ]
 
 # Private TRL and transformers names this package reads, calls or overrides, and why
@@ -82,6 +84,19 @@ GTPO_CITATION = textwrap.dedent("""\
         year         = 2025,
         eprint       = {arXiv:2508.03772},
     }""")
+
+
+def end_process_group() -> None:
+    """End a multi-process run: destroy torch.distributed's default process group, if one is up.
+
+    Call it after the last collective, once nothing references the trainer any more. The group's
+    gloo threads are then joined here, while the GIL can be taken. Left to interpreter exit, the
+    group is freed by DDP's reducer with the GIL held, which hangs (or aborts) whenever a gloo
+    thread still needs the GIL to free a finished collective's tensors (pytorch/pytorch#56297).
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        gc.collect()  # the trainer and its callbacks reference each other: free the DDP reducer now
+        torch.distributed.destroy_process_group()
 
 
 class GTPOTrainer(CrashSafeCheckpoints, GRPOTrainer):

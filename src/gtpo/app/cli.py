@@ -111,8 +111,12 @@ def _train(config: str | None, overrides: list[str], resume: bool) -> int:
     from gtpo.app.pipeline import run_training
     from gtpo.app.recipe import load_recipe
     from gtpo.app.report import summary_table
+    from gtpo.trainer import end_process_group
 
-    run_dir = run_training(load_recipe(config, overrides), resume=resume)
+    try:
+        run_dir = run_training(load_recipe(config, overrides), resume=resume)
+    finally:
+        end_process_group()  # the trainer is gone once run_training returns
     print(f"run directory: {run_dir}")
     summary_file = run_dir / "summary.json"
     if summary_file.exists():
