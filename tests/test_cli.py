@@ -1,6 +1,7 @@
 """Recipes, the `gtpo` command, and a shortened run of the offline demo."""
 
 import dataclasses
+import gc
 import json
 import shutil
 from pathlib import Path
@@ -11,6 +12,7 @@ from gtpo.app.cli import main
 from gtpo.app.evaluation import EvalConfig
 from gtpo.app.options import fields_of, load_flags
 from gtpo.app.recipe import TRAINING_REFUSED, Recipe, RecipeError, load_recipe, training_fields
+from gtpo.trainer import GTPOTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "configs" / "demo.yaml"
@@ -87,6 +89,8 @@ def test_shortened_demo_runs_end_to_end(tmp_path, capsys):
          "--logging_steps", "1", "--evaluation.dataset.limit", "8", "--evaluation.max_new_tokens", "12"]
     )  # fmt: skip
     assert code == 0
+    gc.collect()  # nothing keeps the trainer (or a DDP reducer) alive: end_process_group depends on it
+    assert not [o for o in gc.get_objects() if isinstance(o, GTPOTrainer) and o.args.output_dir == str(run)]
     out = capsys.readouterr().out
     assert "| accuracy |" in out and "| formatting |" in out
     summary = json.loads((run / "summary.json").read_text())
