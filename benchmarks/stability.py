@@ -301,6 +301,20 @@ def flag_names(flags: list[str] | tuple[str, ...]) -> set[str]:
     return {f[2:].split("=", 1)[0] for f in flags if f.startswith("--")}
 
 
+def without_warm_start(flags: list[str]) -> list[str]:
+    """`--name value` / `--name=value` flags less those of the warm_start section."""
+    kept: list[str] = []
+    skip_value = False
+    for flag in flags:
+        if skip_value:
+            skip_value = False
+        elif flag.startswith("--warm_start."):
+            skip_value = "=" not in flag
+        else:
+            kept.append(flag)
+    return kept
+
+
 def run_once(run_dir: Path, flags: list[str], threads: int | None) -> dict[str, Any]:
     """`train` that refuses to reuse a finished run made with other flags."""
     record = run_dir / "flags.json"
@@ -334,20 +348,27 @@ class Study:
         return ["--config", str(DEMO_RECIPE), *self.model.flags, "--seed", str(seed), "--logging_steps", "1",
                 "--save_strategy", "no", *self.extra]  # fmt: skip
 
+    def start_flags(self, seed: int, start_flags: tuple[str, ...]) -> list[str]:
+        """The flags of a start run: warm start, evaluation before RL, a few RL steps, rl_start/."""
+        return [*self.base(seed), *start_flags, "--max_steps", str(self.model.start_steps)]
+
+    def rl_flags(self, cell: str, variant: str, seed: int, rl_start: Path, steps: int) -> list[str]:
+        """The flags of one RL run: from a start's rl_start/, so without warm-start settings."""
+        flags = without_warm_start([*self.base(seed), *self.model.cells[cell].rl, *ALL_VARIANTS[variant]])
+        return [*flags, *from_start(rl_start), "--max_steps", str(steps)]
+
     def start(self, key: tuple[int, tuple[str, ...]]) -> dict[str, Any]:
-        """The start run of a seed (and warm start): warm start, evaluation before RL, rl_start/."""
+        """The start run of a seed (and warm start)."""
         seed, start_flags = key
         name = "_".join([f"seed{seed}", *(f.lstrip("-").replace(".", "_") for f in start_flags)])
         run_dir = self.out / "starts" / name
-        flags = [*self.base(seed), *start_flags, "--max_steps", str(self.model.start_steps)]
-        return {**run_once(run_dir, flags, self.threads), "rl_start": run_dir / "rl_start"}
+        result = run_once(run_dir, self.start_flags(seed, start_flags), self.threads)
+        return {**result, "rl_start": run_dir / "rl_start"}
 
     def run(self, cell: str, variant: str, seed: int, start: dict[str, Any]) -> dict[str, Any]:
         steps = self.steps if self.steps is not None else budget_steps(start["metrics"], self.budget_s or 0.0)
-        flags = [*self.base(seed), *self.model.cells[cell].rl, *ALL_VARIANTS[variant],
-                 *from_start(start["rl_start"]), "--max_steps", str(steps)]  # fmt: skip
         run_dir = self.out / cell / f"{variant}_seed{seed}"
-        result = run_once(run_dir, flags, self.threads)
+        result = run_once(run_dir, self.rl_flags(cell, variant, seed, start["rl_start"], steps), self.threads)
         before = start["summary"]["before"]
         after = result["summary"]["after"]
         config = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -379,23 +400,29 @@ class Study:
 
 
 def check_runs(study: Study, seeds: list[int]) -> None:
-    """Every recipe the study would run is valid (names, values, GTPOConfig), before anything runs."""
+    """Every recipe the study would run, start runs and RL runs with exactly their flags, is valid
+    (names, values, sections, GTPOConfig), before anything runs."""
     from gtpo.app.pipeline import training_config
     from gtpo.app.recipe import RecipeError, load_recipe
 
+    placeholder = study.out / "check"
     for cell in study.cells:
         for variant in study.variants:
-            flags = [*study.base(seeds[0])[2:], *study.model.cells[cell].start, *study.model.cells[cell].rl,
-                     *ALL_VARIANTS[variant], "--output_dir", str(study.out / "check")]  # fmt: skip
-            try:
-                training_config(load_recipe(DEMO_RECIPE, flags))
-            except (RecipeError, ValueError) as error:
-                hint = (
-                    " (the loss-type variants need GTPO on TRL's loss types)"
-                    if variant in LOSS_TYPE_VARIANTS
-                    else ""
-                )
-                raise SystemExit(f"cell {cell}, variant {variant}: {error}{hint}") from None
+            runs = {
+                "start run": study.start_flags(seeds[0], study.model.cells[cell].start),
+                "RL run": study.rl_flags(cell, variant, seeds[0], placeholder / "rl_start", 1),
+            }
+            for kind, flags in runs.items():
+                try:
+                    config, overrides = flags[1], flags[2:]  # flags start with --config PATH
+                    training_config(load_recipe(config, [*overrides, "--output_dir", str(placeholder)]))
+                except (RecipeError, ValueError) as error:
+                    hint = (
+                        " (the loss-type variants need GTPO on TRL's loss types)"
+                        if variant in LOSS_TYPE_VARIANTS
+                        else ""
+                    )
+                    raise SystemExit(f"cell {cell}, variant {variant}, {kind}: {error}{hint}") from None
 
 
 # ------------------------------------------------------------------------------------------------

@@ -188,3 +188,26 @@ def test_every_run_of_every_cell_is_a_valid_recipe(stability, tmp_path, model):
     )
     with pytest.raises(SystemExit, match=r"--dataset\.limit: must be >= 1, got 0"):
         stability.check_runs(bad, args.seeds)
+
+
+def test_rl_runs_leave_the_warm_start_to_the_start_runs(stability, tmp_path, monkeypatch):
+    """An RL run starts from a start run's rl_start/, and `gtpo train` refuses warm-start settings
+    without a warm start: SmolLM2's warm-start flags and a user's go to the start runs only."""
+    assert stability.without_warm_start(
+        ["--seed", "1", "--warm_start.batch_size", "8", "--warm_start.learning_rate=5e-5", "--beta", "0"]
+    ) == ["--seed", "1", "--beta", "0"]
+    model = stability.MODELS["smollm2-135m"]
+    user = ["--warm_start.steps", "5"]
+    study = stability.Study(model, ["lr_1e-4"], ["gtpo_paper"], tmp_path, user, 10, None, 1)
+    start = study.start_flags(0, ())
+    rl = study.rl_flags("lr_1e-4", "gtpo_paper", 0, tmp_path / "rl_start", 10)
+    assert {"warm_start.batch_size", "warm_start.learning_rate"} <= stability.flag_names(start)
+    steps = [start[i + 1] for i, flag in enumerate(start) if flag == "--warm_start.steps"]
+    assert steps == ["30", "5"]  # the model's, then the user's (the last one wins)
+    assert [f for f in rl if f.startswith("--warm_start.")] == ["--warm_start.steps"]
+    assert rl[rl.index("--warm_start.steps") + 1] == "0" and str(tmp_path / "rl_start") in rl
+    stability.check_runs(study, [0])
+    monkeypatch.setattr(stability, "without_warm_start", lambda flags: flags)  # the bug this guards
+    refused = r"RL run: .*--warm_start\.batch_size: set, but warm_start\.steps is 0"
+    with pytest.raises(SystemExit, match=refused):
+        stability.check_runs(study, [0])
