@@ -3,6 +3,7 @@ project), and the small trainer configuration the trainer tests share."""
 
 import os
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -67,8 +68,11 @@ def spy_trl_advantages(monkeypatch) -> dict:
     return seen
 
 
-def check_launch(result, outputs: list) -> None:
-    """A multi-process launch exited 0 and every process wrote its output file."""
+def run_launch(command: list[str], outputs: list) -> None:
+    """Run a training script (or its multi-process launch) on CPU only, as the GPU-less machines do;
+    it must exit 0 and every process must have written its output file."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     missing = [str(path) for path in outputs if not path.exists()]
     assert not missing, f"no output from {missing}: {result.stderr[-3000:]}"

@@ -3,13 +3,11 @@ steps each, through tests/multiprocess_train.py."""
 
 import json
 import math
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import check_launch, free_port
+from conftest import free_port, run_launch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,10 +17,8 @@ def _launch(config: str, out_dir: Path) -> list[dict]:
                str(ROOT / "configs" / "accelerate" / config), "--num_processes", "2",
                "--num_cpu_threads_per_process", "1", "--main_process_port", str(free_port()),
                str(ROOT / "tests" / "multiprocess_train.py"), str(out_dir)]  # fmt: skip
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     outputs = [out_dir / f"rank{rank}.json" for rank in range(2)]
-    check_launch(result, outputs)
+    run_launch(command, outputs)
     return [json.loads(path.read_text()) for path in outputs]
 
 

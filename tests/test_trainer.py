@@ -2,14 +2,12 @@
 
 import json
 import math
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import check_launch, free_port, spy_trl_advantages, tiny_config
+from conftest import free_port, run_launch, spy_trl_advantages, tiny_config
 from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
@@ -354,10 +352,8 @@ def _run_conflict_script(out_dir, processes: int) -> dict:
                    str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                    "--num_cpu_threads_per_process", "1", "--main_process_port", str(free_port()),
                    script, str(out_dir)]  # fmt: skip
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     outputs = [out_dir / f"rank{r}.pt" for r in range(processes)]
-    check_launch(result, outputs)
+    run_launch(command, outputs)
     ranks = [torch.load(path) for path in outputs]
     assert all(rank["world"] == processes for rank in ranks)
     return {
