@@ -106,23 +106,28 @@ def _append(path: Path, record: dict[str, Any]) -> None:
 
 
 def _evaluate(model, tokenizer, recipe: Recipe, dataset: Dataset, out: Path) -> dict[str, Any]:
+    """The recipe's held-out evaluation, through the entry point `gtpo eval` uses; its flat values."""
     from gtpo.app.evaluation import evaluate
+    from gtpo.app.evaluation.results import flat_metrics
 
     section = recipe.evaluation
+    sampled = section.temperature > 0  # greedy decoding takes no k and no seed
+    ks = sorted({1, section.num_samples}) if sampled else None
     results = evaluate(
         model,
         tokenizer,
-        {section.dataset.name: dataset},
-        out,
+        benchmarks={section.dataset.name: dataset},
+        output_dir=out,
         num_samples=section.num_samples,
-        ks=sorted({1, section.num_samples}),
         temperature=section.temperature,
         max_new_tokens=section.max_new_tokens,
         batch_size=section.batch_size,
-        seed=recipe.seed,
         answer_format=section.answer_format,
+        k=ks,
+        maj_k=ks,
+        seeds=[recipe.seed] if sampled else [0],
     )
-    return results[section.dataset.name]
+    return flat_metrics(results)[section.dataset.name]
 
 
 def run_training(recipe: Recipe, resume: bool = False) -> Path:
@@ -229,7 +234,7 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
         summary["after"] = _evaluate(policy, tokenizer, recipe, eval_dataset, run_dir / "eval" / "after")
         before_file = run_dir / "eval" / "before" / "results.json"
         if "before" not in summary and before_file.exists():
-            from gtpo.app.evaluation import flat_metrics
+            from gtpo.app.evaluation.results import flat_metrics
 
             stored = flat_metrics(json.loads(before_file.read_text()))
             summary["before"] = stored[recipe.evaluation.dataset.name]
