@@ -415,3 +415,53 @@ def test_resuming_with_other_settings_is_refused(tiny, tmp_path):
         evaluate(model, tokenizer, max_new_tokens=4, temperature=1.0, seeds=[1], **where)
     again = evaluate(model, tokenizer, max_new_tokens=4, temperature=1.0, **where)
     assert again["results"]["toy"]["problems"] == 2
+
+
+@pytest.mark.slow
+def test_a_lora_run_evaluates_its_adapter_and_gtpo_eval_takes_the_adapter_directory(tmp_path, capsys):
+    """`gtpo train` with a lora section and no evaluation before training: the adapter model is
+    evaluated after RL, the table shows what was measured, and the saved adapter (final/, no
+    config.json) loads merged into its base (kept in rl_start/) as the same policy."""
+    from gtpo.app.cli import main
+    from gtpo.app.models import load_model_and_tokenizer
+    from gtpo.tasks.arithmetic import make_arithmetic_dataset
+
+    run = tmp_path / "lora"
+    demo = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+    code = main(
+        ["train", "--config", str(demo), "--output_dir", str(run), "--model_name_or_path", "tiny-test",
+         "--dataset.limit", "16", "--warm_start.steps", "0", "--max_steps", "2", "--logging_steps", "1",
+         "--learning_rate", "0.05", "--lora.r", "4", "--evaluation.before_training", "false",
+         "--evaluation.dataset.limit", "4", "--evaluation.max_new_tokens", "8"]
+    )  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "| metric | after |" in out and "before" not in out
+    summary = json.loads((run / "summary.json").read_text())
+    assert "before" not in summary and summary["after"]["problems"] == 4
+    adapter = json.loads((run / "final" / "adapter_config.json").read_text())
+    assert not (run / "final" / "config.json").exists()
+    assert adapter["base_model_name_or_path"] == str((run / "rl_start").resolve())
+
+    after = [
+        json.loads(line)["completion"]
+        for line in (run / "eval" / "after" / "samples_arithmetic.jsonl").open()
+    ]
+    problems = {"arithmetic": make_arithmetic_dataset(4, split="test", seed=1)}  # the recipe's held-out set
+    completions = {}
+    for name in ("final", "rl_start"):
+        model, tokenizer = load_model_and_tokenizer(str(run / name))
+        evaluate(model, tokenizer, benchmarks=problems, output_dir=tmp_path / name, max_new_tokens=8,
+                 show_progress=False)  # fmt: skip
+        completions[name] = [
+            json.loads(line)["completion"] for line in (tmp_path / name / "samples_arithmetic.jsonl").open()
+        ]
+    assert completions["final"] == after != completions["rl_start"]  # the trained adapter, not the base
+
+    bench = tmp_path / "bench.jsonl"
+    rows = [{"question": f"What is {i} plus {i}?", "answer": f"#### {2 * i}"} for i in range(2)]
+    bench.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    argv = ["eval", "--model_name_or_path", str(run / "final"), "--benchmarks", "gsm8k", "--max_new_tokens",
+            "4", "--dataset_path", f"gsm8k={bench}", "--output_dir", str(tmp_path / "eval")]  # fmt: skip
+    assert main(argv) == 0
+    assert json.loads((tmp_path / "eval" / "results.json").read_text())["results"]["gsm8k"]["problems"] == 2

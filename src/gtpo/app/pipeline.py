@@ -5,9 +5,9 @@ run_dir/
   metrics.jsonl          one line per logged training step
   samples.jsonl          per logged step, the group GTPO last trained on (tokens, rewards, conflicts)
   checkpoint-N/          resumable TRL checkpoints (safetensors; GTPO's H_ini in gtpo_state.json)
-  final/                 the trained model and tokenizer (safetensors)
+  final/                 the trained model (with lora: the adapter) and tokenizer (safetensors)
   eval/before, eval/after  evaluation samples, results.json and results.md
-  summary.json           held-out accuracy and formatting before and after RL
+  summary.json           held-out accuracy and formatting before (unless skipped) and after RL
   plots/*.png, report.html
 """
 
@@ -134,7 +134,7 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
     """Run a recipe end to end; returns the run directory."""
     from peft import LoraConfig
 
-    from gtpo.app.models import check_model_name, load_model_and_tokenizer
+    from gtpo.app.models import TINY_MODELS, check_model_name, load_model_and_tokenizer
     from gtpo.trainer import GTPOTrainer
 
     # Bars for tokenising datasets and writing or loading weights: not the user's to act on.
@@ -205,14 +205,18 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
     # a path, so a run with beta > 0 hands the trainer that path (on resume, the saved one). RL
     # starts from the saved copy itself, so such a run repeats this one's RL exactly: the model in
     # memory after the warm start computes ever so slightly differently, enough to change samples.
+    # A LoRA adapter names its base model: a tiny built-in one is initialised from the seed, so it
+    # is kept in rl_start/ too and the adapter names that directory (gtpo eval RUN/final loads it).
     start = run_dir / "rl_start"
     needs_reference_path = config.beta != 0.0 and peft_config is None
-    if not resume and (recipe.warm_start.steps > 0 or needs_reference_path):
+    seeded_base = peft_config is not None and recipe.model_name_or_path in TINY_MODELS
+    keeps_start = recipe.warm_start.steps > 0 or needs_reference_path or seeded_base
+    if not resume and keeps_start:
         model.save_pretrained(start)
         tokenizer.save_pretrained(start)
     if needs_reference_path and start.exists():
         model = str(start)
-    elif recipe.warm_start.steps > 0 and start.exists():
+    elif keeps_start and start.exists():
         model, tokenizer = load_model_and_tokenizer(str(start), seed=recipe.seed)
     trainer_class = GTPOTrainer if recipe.algorithm == "gtpo" else GRPOTrainer
     trainer = trainer_class(

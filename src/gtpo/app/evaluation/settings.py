@@ -69,7 +69,10 @@ class EvalConfig(EvalSettings):
     results go. Fields left at None take the protocol's value, else the default named in their help."""
 
     model_name_or_path: str | None = option(
-        None, "Hub id, local path, tiny-test, tiny-demo, tiny-100m or smollm2-135m.", required=True
+        None,
+        "Hub id, local path, LoRA adapter directory (merged into the base its adapter_config.json "
+        "names), tiny-test, tiny-demo, tiny-100m or smollm2-135m.",
+        required=True,
     )
     benchmarks: list[str] = option(
         help="Task names, e.g. gsm8k math500 aime24 aime25 amc23.", choices=tuple(TASKS), required=True,
