@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from conftest import tiny_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -106,6 +107,24 @@ def test_smollm2_alias_loads_the_packaged_model():
 
     lora = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"], task_type="CAUSAL_LM"))
     assert lora.peft_config["default"].base_model_name_or_path == "smollm2-135m"  # loadable by name
+
+
+def test_a_built_in_name_gives_what_gtpo_trainer_takes(tmp_path):
+    """From Python as in the README: the built-in model and tokenizer, handed to GTPOTrainer."""
+    from gtpo import GTPOTrainer
+    from gtpo.rewards import format_reward
+    from gtpo.tasks.arithmetic import make_arithmetic_dataset
+
+    model, tokenizer = load_model_and_tokenizer("tiny-test")
+    trainer = GTPOTrainer(
+        model=model,
+        processing_class=tokenizer,
+        reward_funcs=[format_reward],
+        args=tiny_config(tmp_path, max_steps=1, max_completion_length=4),
+        train_dataset=make_arithmetic_dataset(4),
+    )
+    trainer.train()
+    assert trainer.state.global_step == 1
 
 
 def _adapter(base_dir, adapter_dir):
