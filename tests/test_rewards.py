@@ -97,6 +97,9 @@ def test_extract_answer_takes_the_final_block():
         "__import__('os').system('touch /tmp/gtpo_pwned')",
         "\\input{/etc/passwd}",
         "x" * 400 + "^" * 100,
+        "\\boxed{5} and \\boxed{10^{10^{10^{10}}}}",  # the checks of one answer share one time limit
+        " ".join(f"\\boxed{{{n}}}" for n in range(40)),  # more values than MAX_VALUES: not read
+        "\\boxed{" * 2000 + "5" + "}" * 2000,
     ],
 )
 def test_hostile_answers_return_zero_in_bounded_time(answer, monkeypatch):
@@ -108,6 +111,8 @@ def test_hostile_answers_return_zero_in_bounded_time(answer, monkeypatch):
 
     def recorded(timeout):
         waits.append(timeout)
+        if timeout == rewards_module.WORKER_START_TIMEOUT_SECONDS:  # a fresh worker imports sympy
+            return read_line(timeout)
         return read_line(min(timeout, 1.0))  # what is checked is the time asked for; wait 1 s at most
 
     monkeypatch.setattr(rewards_module._VERIFIER, "_read_line", recorded)
@@ -191,6 +196,7 @@ TAGGED_BOXED = "<reasoning>r</reasoning><answer>\\boxed{5}</answer>"
 BOXED_ONLY = "First 2 + 3 = 5, so the answer is \\boxed{5}."
 BOTH_DIFFERENT = "\\boxed{4} then <reasoning>r</reasoning><answer>5</answer>"
 TAGS_INCOMPLETE = "<answer>5</answer> and \\boxed{6}"
+TWO_BOXES = "\\boxed{\\frac{1}{2}} and \\boxed{x^{2}}"
 
 
 @pytest.mark.parametrize(
@@ -200,9 +206,14 @@ TAGS_INCOMPLETE = "<answer>5</answer> and \\boxed{6}"
         (BOXED_ONLY, None, "5", "5"),
         (BOTH_DIFFERENT, "5", "4", "5"),
         (TAGS_INCOMPLETE, None, "6", "6"),
-        ("\\boxed{\\frac{1}{2}} and \\boxed{x^{2}}", None, "x^{2}", "x^{2}"),
+        ("\\boxed{\\frac{1}{2}} and \\boxed{x^{2}}", None, TWO_BOXES, TWO_BOXES),  # read as a set
+        ("\\boxed{5}, that is, \\boxed{ 5 }", None, "5", "5"),  # one value boxed twice
+        ("\\boxed{3} then \\boxed{5", None, None, None),  # the last box never closes
         ("\\boxed{unclosed", None, None, None),
         ("no answer", None, None, None),
+        ("<answer>7</answer>", None, None, "7"),  # an answer block without reasoning
+        ("The answer is $34$.", None, None, "34"),
+        ("so x \\geq 5 is the solution", None, None, "x \\geq 5"),
     ],
 )
 def test_final_answer_by_convention(text, tags, boxed, any_):
@@ -226,3 +237,73 @@ def test_correctness_reward_answer_formats_keep_trls_signature():
     assert any_reward(texts, answer=golds, log_metric=logged.__setitem__) == [10.0, 10.0, 10.0, 0.0]
     assert logged == {"accuracy": 0.75}
     assert {name: f.__name__ for name, f in REWARDS.items()} == {name: name for name in REWARDS}
+
+
+# ------------------------------------------------------------------------------------------------
+# Several boxed answers, answers stated in prose
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "gold", "reward"),
+    [
+        ("The roots are \\boxed{2} and \\boxed{5}.", "2, 5", 10.0),
+        ("\\boxed{5}, \\boxed{2}", "2,5", 10.0),  # in any order
+        ("\\boxed{2}, \\boxed{5}", "5", 0.0),  # a one-value gold: boxes that disagree are no answer
+        ("\\boxed{2}, \\boxed{5}", "2", 0.0),
+        ("A guess: \\boxed{4}. " + "Checking it fails. " * 50 + "So \\boxed{5}.", "5", 0.0),
+        ("\\boxed{5} " + "Checking. " * 50 + "Final answer: \\boxed{5}", "5", 10.0),
+        ("\\boxed{2}", "2, 5", 0.0),  # a value missing
+        ("\\boxed{2}, \\boxed{5}, \\boxed{7}", "2, 5", 0.0),  # a value added
+    ],
+)
+def test_several_boxed_answers_are_a_set(text, gold, reward):
+    assert correctness_reward([text], answer=[gold], answer_format="boxed") == [reward]
+    tagged = f"<reasoning>r</reasoning><answer>{text}</answer>"  # boxes inside the answer tags
+    assert correctness_reward([tagged], answer=[gold]) == [reward]
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        ("Final Answer: the largest n is 34.", "34"),
+        ("The answer is $34$.", "34"),
+        ("**Answer:** 34", "34"),
+        ("Final Answer: The final answer is $\\boxed{34}$. I hope it is correct.", "34"),
+        ("Final Answer: The final answer is $34$. I hope it is correct.", "34"),
+        ("so x \\geq 5 is the solution", "x \\geq 5"),
+        ("First 3 + 4 = 7, then 7 * 2 = 14, so the answer is 14 apples. Check: 14 / 2 = 7.", "14"),
+        ("The answer is 12. Wait: 3 * 5 = 15, so the answer is 15.", "15"),
+        ("The answer is 7 (since 3 + 4 = 7).", "7"),
+        ("He paid $5 and $6, so the answer is $11.", "11"),
+        ("The answer is Evelyn.", "Evelyn"),
+        ("Final Answer: the parity is even.", "even"),
+        ("The answer is (C).", "(C)"),
+        ("We find x = 2 at first, and then x = 5.", "x = 5"),
+        ("**Final Answer**\n\n$\\frac{1}{2}$", "\\frac{1}{2}"),
+        ("<reasoning>3 + 4 = 7</reasoning> The answer is 5", "5"),
+        ("I cannot tell.", None),
+    ],
+)
+def test_any_finds_the_answer_stated_in_prose(text, answer):
+    assert final_answer(text, "any") == answer
+    assert final_answer(text, "boxed") == (answer if "boxed" in text else None)
+
+
+def test_prose_is_read_at_the_end_of_a_long_output():
+    reasoning = "Step: 2 + 2 = 4, and so on. " * 1000  # 28,000 characters
+    assert final_answer(reasoning + "So the answer is 6.", "any") == "6"
+    assert correctness_reward([reasoning + "So the answer is 6."], answer=["6"], answer_format="any") == [
+        10.0
+    ]
+    assert final_answer("Step: 2 + 2 =", "any") == "2 + 2"  # an operator at the end is cut off
+    # Only the last PROSE_TAIL_CHARS characters are read: a statement before them is not seen.
+    words = "We keep checking the cases. " * 100
+    assert len(words) > rewards_module.PROSE_TAIL_CHARS
+    assert final_answer("The answer is 5. " + words, "any") is None
+    assert final_answer("The answer is 5. " + words[: rewards_module.PROSE_TAIL_CHARS // 2], "any") == "5"
+
+
+def test_the_checks_of_one_answer_are_one_request_under_one_time_limit():
+    requests = [[("\\frac{1}{2}", "0.5"), ("10^{10^{10^{10}}}", "5")], [("2/4", "0.5")]]
+    assert rewards_module._VERIFIER.verdicts(requests, timeout=1.0) == [[False, False], [True]]

@@ -1,5 +1,6 @@
-"""math-verify worker, started by gtpo.tasks.rewards: reads [prediction, gold] JSON lines on stdin and
-answers 'true' or 'false' per line. The parent kills it when a check exceeds its time limit.
+"""math-verify worker, started by gtpo.tasks.rewards: reads one request per line on stdin, a JSON list
+of [prediction, gold] pairs, and answers each line with one character per pair, '1' (equal) or '0'
+('!' for a line it cannot read). The parent kills it when a request exceeds its time limit.
 
 Answers are model output, so they are parsed as LaTeX only. math-verify's other extraction target,
 ExprExtractionConfig, hands the matched text to sympy's parse_expr, which runs Python's eval; the
@@ -40,8 +41,11 @@ def parsed(text: str):
 def equal(prediction: str, gold: str) -> bool:
     try:
         gold_parsed, prediction_parsed = parsed(gold), parsed(prediction)
+        # A relation may be compared with a set either way round ("x \geq 5" and "[5, \infty)").
         return bool(
-            gold_parsed and prediction_parsed and verify(gold_parsed, prediction_parsed, timeout_seconds=None)
+            gold_parsed
+            and prediction_parsed
+            and verify(gold_parsed, prediction_parsed, allow_set_relation_comp=True, timeout_seconds=None)
         )
     except Exception:
         return False
@@ -51,11 +55,11 @@ def main() -> None:
     print("ready", flush=True)
     for line in sys.stdin:
         try:
-            prediction, gold = json.loads(line)
-            result = equal(str(prediction), str(gold))
+            pairs = json.loads(line)
+            answer = "".join("1" if equal(str(prediction), str(gold)) else "0" for prediction, gold in pairs)
         except (ValueError, TypeError):
-            result = False
-        print("true" if result else "false", flush=True)
+            answer = "!"
+        print(answer, flush=True)
 
 
 if __name__ == "__main__":

@@ -9,19 +9,34 @@ degrees      "°", `\\degree`, `^{\\circ}` become `^\\circ` (a following C or F 
 separators   thousands separators between digit groups of three: `,` (when the answer is one
              number), `{,}`, `,\\!`, `\\,`, `\\!`, `\\ `, `\\;`, `\\:`, `~`, thin and no-break spaces
 unicode      fractions (½), superscripts (x²), √ π ∞ × · ÷ ± ≤ ≥, full-width digits
-wrappers     a whole answer in `\\boxed{}`, `$..$`, `\\(..\\)`, `\\[..\\]`, `\\text{}`, `\\textbf{}`,
-             `\\mathrm{}` or `\\mbox{}` is unwrapped; `\\displaystyle`, a trailing period and a
-             currency sign ($, \\$, €, £) are dropped
-units        a trailing word is dropped only if it is a unit (a list of real units, also inside
-             `\\text{}` and with ^2 / ^3, "per", "square", "cubic") or an English word naming what
-             is counted ("18 apples"). One letter is a variable ("2k", "3i", "5 x"), never a
+text         the commands that set their argument as text (TEXT_COMMAND: `\\text`, `\\textbf`,
+             `\\textit`, `\\textnormal`, `\\textrm`, `\\mathrm`, `\\mathbf`, `\\mbox`,
+             `\\operatorname`, ...) are one class wherever one of them is read: as a wrapper, a unit,
+             a minus sign, or a constant (`\\mathrm{e}`, `\\mathrm{i}`, `\\mathrm{\\pi}` are e, i, pi)
+wrappers     a whole answer in `\\boxed{}`, `$..$`, `\\(..\\)`, `\\[..\\]` or a text command is
+             unwrapped, nested ones too; `\\displaystyle`, a trailing period and a currency sign
+             ($, \\$, €, £) are dropped
+units        a trailing word is dropped only if it is a unit (a list of real units, also inside a
+             text command and with ^2 / ^3, "per", "square", "cubic") or an English word naming
+             what is counted ("18 apples"). One letter is a variable ("2k", "3i", "5 x"), never a
              unit, unless LaTeX marks it as text (`5\\text{ m}`); a multiplier word is part of
              the value ("1.5 million" is 1500000, "5 dozen" is 60).
+commas       a comma is never deleted between digits unless it groups thousands: the first group
+             1-3 digits not starting with 0, every later group exactly three ("1,250", not "0,250").
+             LaTeX's number commas `{,}` and `,\\!` are a decimal point otherwise ("0{,}25" is
+             0.25); a plain comma otherwise stays, and math-verify reads a list ("-2,1" is two
+             roots). decimal_comma_reading gives the other reading of such an answer ("0,25" as
+             0.25), which the grader tries for predictions only.
 
 Helpers for the comparison itself: a gold answer that is a word (MATH's `\\text{Evelyn}`) is
 compared as text, since math-verify reads a word as a product of one-letter symbols and accepts
 its anagrams (word_answer); two plain decimals are compared exactly, since math-verify rounds to
 6 places (plain_numbers_equal); a number in a base keeps its base (based_number).
+
+A prediction `x = 5` is compared by these rules as its value (assigned_value). Helpers for
+answers that state several values: boxed_spans finds every outermost `\\boxed{}` of a
+text, and list_items splits a list ("2, 5", "\\{1, 2\\}"; not a tuple or an interval) into its
+values, so that the grader can compare several boxes with the values the gold lists.
 
 No pattern here has nested quantifiers, so the cost is at most quadratic in the input, and callers
 cut answers to a bounded length (gtpo.rewards.MAX_ANSWER_CHARS) first.
@@ -33,10 +48,16 @@ import re
 import unicodedata
 from decimal import Decimal, InvalidOperation
 
-DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"
-MINUS_COMMANDS = re.compile(
-    r"\\(?:minus|textminus|textendash|textemdash)\b\s*|\\(?:text|mathrm|textrm|mbox)\s*\{\s*-\s*\}"
+# The commands that set their argument as text (or upright, bold, as an operator name), up to its
+# opening brace: the one definition behind wrappers, units, minus signs and constants.
+TEXT_COMMAND = (
+    r"\\(?:text(?:bf|it|normal|rm|sf|tt|up|md|sl)?|math(?:rm|bf|it|sf|tt|normal|bfit)|mbox|hbox"
+    r"|operatorname\*?)\s*\{"
 )
+DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"
+MINUS_COMMANDS = re.compile(rf"\\(?:minus|textminus|textendash|textemdash)\b\s*|{TEXT_COMMAND}\s*-\s*\}}")
+# e, i and pi set upright (ISO style) are the constants, not a text "e".
+TEXT_CONSTANT = re.compile(rf"{TEXT_COMMAND}\s*([ei]|\\pi)\s*\}}")
 UNICODE_SYMBOLS = {
     "×": r"\times ",
     "·": r"\cdot ",
@@ -68,14 +89,21 @@ FRACTION_CHARS = re.compile(r"(\d?)\s*([" + "".join(VULGAR_FRACTIONS) + r"])")
 DEGREE = re.compile(r"\s*(?:°|\\degree\b|\^\s*\{\s*\\circ\s*\}|\^\s*\\circ\b)(?:\s*[CF]\b)?")
 
 SEPARATOR = r"(?:\{,\}|,\\!\s*|\\,|\\!|\\ |\\;|\\:|~|[\u2009\u202f\u00a0\u2007])"
-GROUPED_DIGITS = re.compile(rf"(?<![\d.])\d{{1,3}}(?:{SEPARATOR}\d{{3}})+(?![\d])")
+# Thousands: a first group of 1-3 digits that does not start with 0, then groups of exactly three.
+GROUPED_DIGITS = re.compile(rf"(?<![\d.])[1-9]\d{{0,2}}(?:{SEPARATOR}\d{{3}})+(?![\d])")
 SEPARATOR_RE = re.compile(SEPARATOR)
+# LaTeX's number commas that group no thousands are a decimal comma ("0{,}25", "3,\!5").
+NUMBER_COMMA = re.compile(r"(?<=\d)(?:\{,\}|,\\!\s*)(?=\d)")
 # A comma or a plain space separates thousands only when the answer is that one number ("1,-2" and
 # "(1,234)" are pairs).
-GROUPED_NUMBER = re.compile(r"[-+]?\d{1,3}(?:(?:,\d{3})+|(?: \d{3})+)(?:\.\d+)?")
+GROUPED_NUMBER = re.compile(r"[-+]?[1-9]\d{0,2}(?:(?:,\d{3})+|(?: \d{3})+)(?:\.\d+)?")
+# One number with one comma that groups no thousands: a decimal comma, or a list of two numbers.
+COMMA_NUMBER = re.compile(r"[-+]?\d+,\d+")
 PLAIN_PI = re.compile(r"(?<![\\A-Za-z])pi(?![A-Za-z])")
 
-WHOLE_WRAPPER = re.compile(r"\\(?:text|textbf|textrm|textit|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
+BOX_OPEN = re.compile(r"\\(?:boxed|fbox)\s*\{")
+WRAPPER_OPEN = re.compile(rf"\\(?:boxed|fbox)\s*\{{|{TEXT_COMMAND}")
+MAX_WRAPPERS = 4  # nested whole-answer wrappers removed ("$\boxed{\text{5}}$")
 LEADING_CURRENCY = re.compile(r"^([-+]?)\s*(?:\\\$|\$(?=\s*[\d.])|[€£¥]|(?:US)?\$)\s*")
 TRAILING_CURRENCY = re.compile(r"\s*[€£¥]$")
 
@@ -109,7 +137,7 @@ MULTIPLIERS = {"thousand": 10**3, "million": 10**6, "billion": 10**9, "trillion"
                "dozen": 12, "hundred": 100, "score": 20}  # fmt: skip
 PLAIN_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
 TRAILING_WORD = re.compile(r"(?:\s+|(?<=\d))([A-Za-z]+(?:/[A-Za-z]+)?(?:\^\{?[23]\}?|²|³)?)$")
-TRAILING_TEXT = re.compile(r"\s*\\(?:text|mbox|mathrm|textrm)\s*\{([^{}]*)\}(?:\s*\^\s*\{?[23]\}?)?$")
+TRAILING_TEXT = re.compile(rf"\s*{TEXT_COMMAND}([^{{}}]*)\}}(?:\s*\^\s*\{{?[23]\}}?)?$")
 WORD_ANSWER = re.compile(r"[A-Za-z]{2,}(?: [A-Za-z]{2,})*")
 MAX_TRAILING_WORDS = 5
 
@@ -182,7 +210,7 @@ def _multiplied(text: str) -> str:
 
 def last_boxed(solution: str) -> str:
     """Content of the last \\boxed{...} (or \\fbox{...}) in a solution, nested braces included."""
-    starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", solution)]
+    starts = [m.end() for m in BOX_OPEN.finditer(solution)]
     if not starts:
         raise ValueError("no \\boxed{} in the solution")
     start = starts[-1]
@@ -198,32 +226,56 @@ def last_boxed(solution: str) -> str:
     raise ValueError("unbalanced braces in the last \\boxed{}")
 
 
-def _unboxed(text: str) -> str:
-    """The content of an answer that is one \\boxed{...} as a whole, else the answer itself."""
-    if not text.startswith(("\\boxed", "\\fbox")) or not text.endswith("}"):
-        return text
-    try:
-        inner = last_boxed(text)
-    except ValueError:
-        return text
-    single = text.count("\\boxed") + text.count("\\fbox") == 1
-    return inner if single and text[:-1].rstrip().endswith(inner) else text
+def _matching_braces(text: str) -> dict[int, int]:
+    """Index of each "{" in text mapped to the index of the "}" that closes it (unclosed ones absent)."""
+    opened: list[int] = []
+    closing: dict[int, int] = {}
+    for index, char in enumerate(text):
+        if char == "{":
+            opened.append(index)
+        elif char == "}" and opened:
+            closing[opened.pop()] = index
+    return closing
+
+
+def boxed_spans(text: str) -> list[tuple[int, int, int]]:
+    """(start, content start, end) of every outermost \\boxed{...} or \\fbox{...} in text, left to
+    right, where text[content start : end - 1] is the content; an opener never closed is skipped.
+    One pass over the text: linear time."""
+    closing = _matching_braces(text)
+    spans: list[tuple[int, int, int]] = []
+    for match in BOX_OPEN.finditer(text):
+        close = closing.get(match.end() - 1)
+        if close is not None and (not spans or match.start() >= spans[-1][2]):
+            spans.append((match.start(), match.end(), close + 1))
+    return spans
+
+
+def _unwrapped(text: str) -> str:
+    """The answer without the wrappers that enclose all of it: \\boxed{}, $..$, \\(..\\), \\[..\\] and
+    the text commands, nested ones too, and a trailing period."""
+    for _ in range(MAX_WRAPPERS):
+        text = text.rstrip(".").rstrip()
+        opener = WRAPPER_OPEN.match(text)
+        if opener and text.endswith("}") and _matching_braces(text).get(opener.end() - 1) == len(text) - 1:
+            text = text[opener.end() : -1].strip()
+            continue
+        delimited = MATH_DELIMITERS.fullmatch(text)
+        if not delimited:
+            break
+        text = next(group for group in delimited.groups() if group is not None).strip()
+    return text
 
 
 def normalise_answer(answer: str) -> str:
     """A final answer rewritten for math-verify (see the module docstring); plain text in, out."""
     text = STYLE_COMMANDS.sub("", _unicode(answer.strip())).strip()
-    text = _unboxed(text.rstrip(".").rstrip())
     text = MINUS_COMMANDS.sub("-", text)
-    delimited = MATH_DELIMITERS.fullmatch(text)
-    if delimited:
-        text = next(group for group in delimited.groups() if group is not None).strip()
-    text = text.rstrip(".").rstrip()
-    whole = WHOLE_WRAPPER.fullmatch(text)
-    if whole:
-        text = whole.group(1).strip().rstrip(".").rstrip()
+    text = TEXT_CONSTANT.sub(lambda m: m.group(1) + (" " if m.group(1) == "\\pi" else ""), text)
+    text = _unwrapped(text)
     text = DEGREE.sub(r"^\\circ", text)
     text = GROUPED_DIGITS.sub(lambda m: SEPARATOR_RE.sub("", m.group()), text)
+    text = NUMBER_COMMA.sub(".", text)
     text = LEADING_CURRENCY.sub(r"\1", text)
     text = TRAILING_CURRENCY.sub("", text)
     text = re.sub(r"^([-+])\s+", r"\1", text)
@@ -235,7 +287,45 @@ def normalise_answer(answer: str) -> str:
     return PLAIN_PI.sub(r"\\pi ", text).strip()
 
 
+def decimal_comma_reading(normalised: str) -> str | None:
+    """'0.25' for a normalised answer that is one number with one comma grouping no thousands
+    ('0,25', '3,14159', '-2,1'), else None. Such an answer is either a number with a decimal comma
+    or a list of two numbers; normalise_answer keeps the list reading, this is the other one."""
+    return normalised.replace(",", ".") if COMMA_NUMBER.fullmatch(normalised) else None
+
+
+OPENING_BRACKETS, CLOSING_BRACKETS = "([{", ")]}"
+
+
+def list_items(normalised: str) -> list[str]:
+    """The values a normalised answer lists, split at its top-level commas ('2, 5' and '\\{2, 5\\}'
+    give '2' and '5'); a tuple or an interval ('(2, 5)', '[2, 5)') is one value."""
+    text = normalised
+    if text.startswith("\\{") and text.endswith("\\}"):
+        text = text[2:-2]
+    items, depth, start = [], 0, 0
+    for index, char in enumerate(text):
+        if char in OPENING_BRACKETS:
+            depth += 1
+        elif char in CLOSING_BRACKETS:
+            depth = max(depth - 1, 0)
+        elif char == "," and depth == 0:
+            items.append(text[start:index].strip())
+            start = index + 1
+    if not items:
+        return [normalised]
+    return [*items, text[start:].strip()]
+
+
 BASE_NUMBER = re.compile(r"(\d[0-9A-Za-z]*)_\{?(\d+)\}?")
+ASSIGNMENT = re.compile(r"[A-Za-z]\s*=([^=]+)")
+
+
+def assigned_value(normalised: str) -> str:
+    """The value of an answer that assigns it to one letter ('x = 5' -> '5'), else the answer. For
+    the rules that compare text (words, plain numbers, bases); math-verify reads 'x = 5' itself."""
+    match = ASSIGNMENT.fullmatch(normalised)
+    return match.group(1).strip() if match else normalised
 
 
 def based_number(normalised: str) -> tuple[str, str] | None:
