@@ -108,7 +108,7 @@ def test_missing_mode_turns_nonfinite_rewards_into_none_and_keeps_the_rest():
 
 def test_the_option_is_validated_like_the_other_gtpo_fields(tmp_path):
     with pytest.raises(
-        ValueError, match=r"GTPOConfig.nonfinite_rewards must be one of \('error', 'missing'\)"
+        ValueError, match=r"GTPOConfig.nonfinite_rewards: must be one of \('error', 'missing'\)"
     ):
         GTPOConfig(output_dir=str(tmp_path), nonfinite_rewards="zero", use_cpu=True, report_to="none")
 
