@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from grading_cases import all_cases
 
-from gtpo.rewards import answers_equal, answers_equal_many
+from gtpo.tasks.rewards import answers_equal, answers_equal_many
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "tasks.md"
 

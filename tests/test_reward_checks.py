@@ -11,8 +11,9 @@ from datasets import Dataset
 from trl import GRPOTrainer
 
 from gtpo.app.models import build_tiny_model, build_tokenizer
+from gtpo.config import GTPOConfig
 from gtpo.reward_checks import RewardFunctionError, checked_reward_function
-from gtpo.trainer import GTPOConfig, GTPOTrainer
+from gtpo.trainer import GTPOTrainer
 
 torch.set_num_threads(1)
 

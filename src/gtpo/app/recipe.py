@@ -155,7 +155,8 @@ class Recipe:
     seed: int = option(0, "Seed of the model's initialisation, data, warm start, training and evaluation.")
     dataset: DatasetSection = option(help="Training data.", factory=DatasetSection)
     rewards: list[str] = option(
-        help="Reward functions from gtpo.rewards.", factory=lambda: ["format_reward", "correctness_reward"]
+        help="Reward functions from gtpo.tasks.rewards.",
+        factory=lambda: ["format_reward", "correctness_reward"],
     )
     warm_start: WarmStartSection = option(help="Supervised warm start.", factory=WarmStartSection)
     evaluation: EvaluationSection = option(help="Held-out evaluation.", factory=EvaluationSection)

@@ -24,7 +24,7 @@ its anagrams (word_answer); two plain decimals are compared exactly, since math-
 6 places (plain_numbers_equal); a number in a base keeps its base (based_number).
 
 No pattern here has nested quantifiers, so the cost is at most quadratic in the input, and callers
-cut answers to a bounded length (gtpo.rewards.MAX_ANSWER_CHARS) first.
+cut answers to a bounded length (gtpo.tasks.rewards.MAX_ANSWER_CHARS) first.
 """
 
 from __future__ import annotations
