@@ -3,7 +3,11 @@
 import dataclasses
 import gc
 import json
+import os
 import shutil
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -157,6 +161,40 @@ def test_grpo_baseline_with_kl_uses_the_warm_started_model_as_reference(tmp_path
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert all("kl" in m for m in metrics) and not any("gtpo/gated_out_share" in m for m in metrics)
     assert (run / "rl_start" / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_training_reports_to_trackio_and_tensorboard(tmp_path):
+    """`report_to` with the `gtpo[trackio]` and `gtpo[tensorboard]` extras: a 2-step run, offline,
+    logs every step to trackio's local store (TRACKIO_DIR) and to TensorBoard event files."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    env = {**os.environ, "TRACKIO_DIR": str(tmp_path / "trackio"), "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "gtpo", "train", "--model_name_or_path", "tiny-test",
+               "--output_dir", str(run), "--dataset.limit", "16", "--max_steps", "2", "--logging_steps", "1",
+               "--max_completion_length", "8", "--use_cpu", "true", "--project", "gtpo-test",
+               "--report_to", "trackio", "tensorboard"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metric = "train/gtpo/gated_out_share"
+    store = sqlite3.connect(tmp_path / "trackio" / "gtpo-test.db")  # the project's local store
+    rows = store.execute("SELECT step, metrics FROM metrics").fetchall()
+    store.close()
+    assert sorted(step for step, logged in rows if metric in json.loads(logged)) == [1, 2]
+    (events,) = (run / "runs").glob("*")
+    accumulator = EventAccumulator(str(events))
+    accumulator.Reload()
+    assert [event.step for event in accumulator.Scalars(metric)] == [1, 2]
+
+
+def test_a_logging_backend_that_is_not_installed_is_refused_before_anything_runs(monkeypatch):
+    from transformers.integrations import integration_utils
+
+    monkeypatch.setattr(integration_utils, "get_available_reporting_integrations", lambda: ["tensorboard"])
+    with pytest.raises(RecipeError, match=r"^--report_to: 'trackio' is not installed \(pip install "):
+        load_recipe(DEMO, ["--report_to", "tensorboard", "trackio"])
+    assert load_recipe(DEMO, ["--report_to", "tensorboard"]).training["report_to"] == "tensorboard"
 
 
 def test_a_flag_for_a_section_the_recipe_leaves_off_is_refused():

@@ -142,8 +142,11 @@ def _compared_option(test: ast.expr) -> tuple[str, list[str]] | None:
 
 
 def field_choices() -> dict[str, tuple[str, ...]]:
-    """Every string field with a fixed set of values: TRL's (read from TRL) and GTPO's."""
-    return {**trl_choices(), **GTPO_CHOICES}
+    """Every string field with a fixed set of values: TRL's (read from TRL), the logging backends
+    transformers knows for `report_to` (read from transformers) and GTPO's."""
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    return {**trl_choices(), "report_to": ("none", "all", *INTEGRATION_TO_CALLBACK), **GTPO_CHOICES}
 
 
 def field_problem(name: str, value: Any) -> str | None:

@@ -172,6 +172,25 @@ class Recipe:
             if name not in REWARDS:
                 hint = did_you_mean(name, REWARDS)
                 raise FieldError("rewards", f"unknown reward {name!r}{hint}; known: {', '.join(REWARDS)}")
+        _check_backends_installed(self.training.get("report_to"))
+
+
+def _check_backends_installed(report_to: str | list[str] | None) -> None:
+    """A logging backend that is not installed fails here, not once a model is loaded."""
+    from importlib.metadata import PackageNotFoundError, metadata
+
+    from transformers.integrations.integration_utils import get_available_reporting_integrations
+
+    names = [report_to] if isinstance(report_to, str) else report_to or []
+    missing = [name for name in names if name not in ("none", "all", *get_available_reporting_integrations())]
+    if not missing:
+        return
+    try:
+        extras = metadata("gtpo").get_all("Provides-Extra") or []
+    except PackageNotFoundError:
+        extras = []
+    install = f"pip install 'gtpo[{missing[0]}]'" if missing[0] in extras else f"pip install {missing[0]}"
+    raise FieldError("training.report_to", f"{missing[0]!r} is not installed ({install})")
 
 
 def _field_path(name: str) -> str:
