@@ -74,6 +74,53 @@ def test_a_failure_no_single_completion_reproduces_is_reported_for_the_batch():
     )
 
 
+def test_a_raise_is_retried_on_at_most_max_recalls_completions():
+    calls = []
+
+    def fails_on_the_seventh(completions, **kwargs):
+        calls.append(len(completions))
+        if len(completions) > 1 or completions[0] == "c6":
+            raise ValueError("judge said no")
+        return [1.0]
+
+    batch = [f"c{i}" for i in range(8)]
+    with pytest.raises(RewardFunctionError) as error:
+        checked_reward_function(fails_on_the_seventh, "judge")(completions=batch)
+    assert str(error.value) == (
+        "reward function 'judge' raised on the batch of 8 completions (but on none of the first 4 alone): "
+        "ValueError: judge said no"
+    )
+    assert calls == [8, 1, 1, 1, 1]  # the default, MAX_RECALLS
+    calls.clear()
+    with pytest.raises(RewardFunctionError, match=r"raised on completion 6 \('c6'\): ValueError"):
+        checked_reward_function(fails_on_the_seventh, "judge", max_recalls=8)(completions=batch)
+    assert calls == [8, *[1] * 7]
+    calls.clear()
+    with pytest.raises(RewardFunctionError, match=r"\(but on no completion tried alone\)"):
+        checked_reward_function(fails_on_the_seventh, "judge", max_recalls=0)(completions=batch)
+    assert calls == [8]
+
+
+@pytest.mark.parametrize(
+    ("returned", "shown"),
+    [(None, "None"), (0.5, "0.5"), ("1.0", "'1.0'"), ({"reward": 1.0}, "{'reward': 1.0}"),
+     (torch.tensor(1.0), "tensor(1.)")],
+)  # fmt: skip
+def test_a_return_that_is_not_a_list_is_named_not_retried(returned, shown):
+    calls = []
+
+    def reward(completions, **kwargs):
+        calls.append(len(completions))
+        return returned
+
+    with pytest.raises(RewardFunctionError) as error:
+        checked_reward_function(reward, "r")(completions=COMPLETIONS)
+    assert str(error.value) == (
+        f"reward function 'r' returned {shown}, not a list of 4 rewards (one number or None per completion)"
+    )
+    assert calls == [4]
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
