@@ -58,10 +58,9 @@ def child(variant: str, size: str, steps: int, warmup: int, completion_length: i
 
     from gtpo import algorithm
     from gtpo.app.models import load_model_and_tokenizer
-    from gtpo.config import GTPOConfig
     from gtpo.tasks.arithmetic import make_arithmetic_dataset
     from gtpo.tasks.rewards import correctness_reward, format_reward
-    from gtpo.trainer import GTPOTrainer
+    from gtpo.trainer import GTPOConfig, GTPOTrainer
 
     torch.manual_seed(seed)
     model, tokenizer = load_model_and_tokenizer(f"tiny-{size}", seed=seed)
