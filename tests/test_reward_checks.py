@@ -12,7 +12,7 @@ from trl import GRPOTrainer
 
 from gtpo.app.models import build_tiny_model, build_tokenizer
 from gtpo.config import GTPOConfig
-from gtpo.reward_checks import RewardFunctionError, checked_reward_function
+from gtpo.reward_checks import RewardFunctionError, check_prompt_column, checked_reward_function
 from gtpo.trainer import GTPOTrainer
 
 torch.set_num_threads(1)
@@ -242,3 +242,18 @@ def test_missing_mode_trains_with_finite_loss_and_parameters(tmp_path):
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert losses and all(math.isfinite(loss) for loss in losses)
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_a_dataset_without_a_prompt_column_is_named_in_one_line():
+    from datasets import DatasetDict
+
+    questions = Dataset.from_list([{"question": "1 + 1?", "answer": "2"}])
+    with pytest.raises(ValueError) as error:
+        check_prompt_column(questions)
+    assert str(error.value) == (
+        "train_dataset has no 'prompt' column (columns: question, answer); the trainer generates from it: "
+        "map your question column to 'prompt' (text or chat messages)"
+    )
+    with pytest.raises(ValueError, match=r"^my_set is a DatasetDict \(splits: train\); pass one split$"):
+        check_prompt_column(DatasetDict(train=questions), "my_set")
+    check_prompt_column(questions.rename_column("question", "prompt"))

@@ -1,4 +1,5 @@
-"""Checks around user reward functions, so that a bad reward stops training with one clear line.
+"""Checks around user reward functions and the dataset they score, so that a bad reward (or a
+dataset without prompts) stops training with one clear line.
 
 TRL calls each reward function once on the whole batch. A function wrapped by
 `checked_reward_function`:
@@ -138,3 +139,17 @@ def checked_reward_function(
         return [_checked_value(value, name, completions, i, nonfinite) for i, value in enumerate(rewards)]
 
     return checked
+
+
+def check_prompt_column(dataset: Any, name: str = "train_dataset") -> None:
+    """Raise ValueError, in one line naming `name` and the columns it has, when `dataset` (a
+    datasets Dataset) has no `prompt` column: TRL's GRPOTrainer generates from that column and
+    would fail at its first step with a bare KeyError."""
+    columns = getattr(dataset, "column_names", None)
+    if isinstance(columns, dict):  # a DatasetDict
+        raise ValueError(f"{name} is a DatasetDict (splits: {', '.join(columns)}); pass one split")
+    if columns is not None and "prompt" not in columns:
+        raise ValueError(
+            f"{name} has no 'prompt' column (columns: {', '.join(columns) or 'none'}); the trainer "
+            "generates from it: map your question column to 'prompt' (text or chat messages)"
+        )
