@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from gtpo.app.cli import main
-from gtpo.app.evaluation import EvalConfig
+from gtpo.app.evaluation.settings import EvalConfig
 from gtpo.app.options import fields_of, load_flags
 from gtpo.app.recipe import TRAINING_REFUSED, Recipe, RecipeError, load_recipe
 from gtpo.config import GTPOConfig
@@ -218,13 +218,17 @@ def test_recipe_evaluation_answer_format_reaches_the_evaluation(tmp_path, monkey
 
     seen = {}
 
-    def fake_evaluate(model, tokenizer, benchmarks, out, **settings):
-        seen.update(settings)
-        return {name: {} for name in benchmarks}
+    class Stop(Exception):
+        pass
 
-    monkeypatch.setattr(evaluation, "evaluate", fake_evaluate)
+    def no_evaluation(model, tokenizer, *, benchmarks, output_dir, **settings):
+        seen.update(settings)
+        raise Stop
+
+    monkeypatch.setattr(evaluation, "evaluate", no_evaluation)
     recipe = load_recipe(DEMO, ["--evaluation.answer_format", "boxed", "--output_dir", str(tmp_path)])
-    pipeline._evaluate(None, None, recipe, None, tmp_path)
+    with pytest.raises(Stop):
+        pipeline._evaluate(None, None, recipe, None, tmp_path)
     assert seen["answer_format"] == "boxed"
     with pytest.raises(RecipeError, match=r"evaluation\.answer_format: must be one of"):
         load_recipe(DEMO, ["--evaluation.answer_format", "latex"])

@@ -257,7 +257,7 @@ def test_crash_in_the_middle_of_a_save_leaves_no_partial_checkpoint(reference, t
 
 @pytest.mark.slow
 def test_kill_9_during_evaluation_then_the_same_command_finishes_it(tmp_path, monkeypatch, capsys):
-    from gtpo.app import evaluation
+    from gtpo.app.evaluation import generation
 
     problems = 40
     bench = tmp_path / "bench.jsonl"
@@ -283,13 +283,13 @@ def test_kill_9_during_evaluation_then_the_same_command_finishes_it(tmp_path, mo
         file.write(finished[-1][: len(finished[-1]) // 2])
 
     generated = []
-    real_generate = evaluation.generate
+    real_generate = generation.generate
 
     def counting_generate(model, tokenizer, prompts, *args, **kwargs):
         generated.extend(prompts)
         return real_generate(model, tokenizer, prompts, *args, **kwargs)
 
-    monkeypatch.setattr(evaluation, "generate", counting_generate)
+    monkeypatch.setattr(generation, "generate", counting_generate)
     assert main(argv) == 0
     done = len(finished)
     assert f"gsm8k: {done} of {problems} problems already in" in capsys.readouterr().err
@@ -322,15 +322,16 @@ def test_rotation_keeps_the_last_checkpoints_and_never_leaves_a_partial_one(tmp_
 
 
 def test_evaluation_records_are_rewritten_atomically(tmp_path, monkeypatch):
-    from gtpo.app import evaluation
+    from gtpo import jsonl
+    from gtpo.app.evaluation.samples import SamplesFile
 
     path = tmp_path / "samples.jsonl"
     content = '{"id": "0", "sample": 0}\n{"id": "1", "sam'
     path.write_text(content)
-    monkeypatch.setattr(evaluation.os, "replace", lambda *args: 1 / 0)  # a crash before the rename
+    monkeypatch.setattr(jsonl.os, "replace", lambda *args: 1 / 0)  # a crash before the rename
     with pytest.raises(ZeroDivisionError):
-        evaluation._read_finished(path, 1)
+        SamplesFile(path).finished(1)
     assert path.read_text() == content
     monkeypatch.undo()
-    assert list(evaluation._read_finished(path, 1)) == ["0"]
+    assert list(SamplesFile(path).finished(1)) == ["0"]
     assert path.read_text() == '{"id": "0", "sample": 0}\n'

@@ -1,4 +1,4 @@
-"""gtpo.app.evaluation: estimators, majority voting, and end-to-end runs with resumption."""
+"""gtpo.app.evaluation: estimators, majority voting, settings, and end-to-end runs with resumption."""
 
 import itertools
 import json
@@ -9,10 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gtpo.app import evaluation as E
+from gtpo.app.evaluation import evaluate, generation
+from gtpo.app.evaluation.metrics import majority_answer, over_seeds, pass_at_k, sample_metrics, score_sample
+from gtpo.app.evaluation.results import flat_metrics, results_table
+from gtpo.app.evaluation.settings import EvalConfig, EvalSettings, plan_for
 from gtpo.app.models import load_model_and_tokenizer
 from gtpo.app.options import load_flags
 from gtpo.tasks.datasets import load_task
+from gtpo.tasks.prompts import SYSTEM_PROMPTS
 
 
 def _brute_pass_at_k(n, c, k):
@@ -26,34 +30,34 @@ def _brute_pass_at_k(n, c, k):
 @given(st.integers(1, 10).flatmap(lambda n: st.tuples(st.just(n), st.integers(0, n), st.integers(1, n))))
 def test_pass_at_k_equals_enumeration(args):
     n, c, k = args
-    assert E.pass_at_k(n, c, k) == pytest.approx(_brute_pass_at_k(n, c, k))
+    assert pass_at_k(n, c, k) == pytest.approx(_brute_pass_at_k(n, c, k))
 
 
 def test_pass_at_k_edges():
-    assert E.pass_at_k(64, 0, 64) == 0.0
-    assert E.pass_at_k(64, 1, 64) == 1.0
-    assert E.pass_at_k(64, 1, 1) == pytest.approx(1 / 64)
-    assert 0 < E.pass_at_k(1000, 1, 500) < 1 and math.isfinite(E.pass_at_k(1000, 3, 999))
+    assert pass_at_k(64, 0, 64) == 0.0
+    assert pass_at_k(64, 1, 64) == 1.0
+    assert pass_at_k(64, 1, 1) == pytest.approx(1 / 64)
+    assert 0 < pass_at_k(1000, 1, 500) < 1 and math.isfinite(pass_at_k(1000, 3, 999))
     with pytest.raises(ValueError, match="pass@k needs"):
-        E.pass_at_k(4, 5, 1)
+        pass_at_k(4, 5, 1)
 
 
 def test_majority_groups_equivalent_answers():
-    assert E.majority_answer(["1/2", "0.5", "\\frac{1}{2}", "3", "3"]) in ("1/2",)
-    assert E.majority_answer(["3", "4", "4", "3"]) == "3"  # tie: the class seen first
-    assert E.majority_answer([None, "", "7"]) == "7"
-    assert E.majority_answer([None, None]) is None
+    assert majority_answer(["1/2", "0.5", "\\frac{1}{2}", "3", "3"]) in ("1/2",)
+    assert majority_answer(["3", "4", "4", "3"]) == "3"  # tie: the class seen first
+    assert majority_answer([None, "", "7"]) == "7"
+    assert majority_answer([None, None]) is None
 
 
 def test_score_sample():
-    assert E.score_sample("<reasoning>r</reasoning><answer>0.5</answer>", "\\frac{1}{2}") == {
+    assert score_sample("<reasoning>r</reasoning><answer>0.5</answer>", "\\frac{1}{2}") == {
         "answer": "0.5",
         "formatted": True,
         "correct": True,
     }
-    assert E.score_sample("<answer>0.5</answer>", "0.5")["correct"] is False
-    assert E.score_sample("so \\boxed{0.5}", "0.5", "boxed")["correct"] is True
-    assert E.score_sample("so \\boxed{0.5}", "0.5", "tags")["formatted"] is False
+    assert score_sample("<answer>0.5</answer>", "0.5")["correct"] is False
+    assert score_sample("so \\boxed{0.5}", "0.5", "boxed")["correct"] is True
+    assert score_sample("so \\boxed{0.5}", "0.5", "tags")["formatted"] is False
 
 
 def _records(table, answers=None):
@@ -72,7 +76,7 @@ def test_sample_metrics_against_hand_computed_values():
     table = [[1, 1, 0, 1], [0, 0, 1, 0], [0, 0, 0, 0]]
     answers = [["7", "7", "8", "7"], ["5", "5", "6", "4"], ["1", "2", "1", "3"]]
     gold = {"0": "7", "1": "6", "2": "9"}
-    metrics = E.sample_metrics(_records(table, answers), gold, ks=[1, 2, 4], maj_ks=[1, 3, 4])
+    metrics = sample_metrics(_records(table, answers), gold, ks=[1, 2, 4], maj_ks=[1, 3, 4])
     # avg@4: per-problem means 3/4, 1/4, 0 -> 1/3; stderr = stdev([.75, .25, 0]) / sqrt(3)
     assert metrics["avg@4"][0] == pytest.approx(1 / 3)
     assert metrics["avg@4"][1] == pytest.approx(math.sqrt(((0.75 - 1 / 3) ** 2 + (0.25 - 1 / 3) ** 2
@@ -88,47 +92,47 @@ def test_sample_metrics_against_hand_computed_values():
     # maj@4: problem 2's {5,5,6,4} -> 5 wrong -> still 1/3
     assert [metrics[f"maj@{k}"][0] for k in (1, 3, 4)] == pytest.approx([1 / 3] * 3)
     assert metrics["formatting"] == (1.0, 0.0)
-    uneven = E.sample_metrics(_records([[1, 0], [1, 1]]), {"0": "1", "1": "1"})
+    uneven = sample_metrics(_records([[1, 0], [1, 1]]), {"0": "1", "1": "1"})
     # per-sample accuracies: sample 0 -> 1.0, sample 1 -> 0.5; stdev = 0.3536
     assert uneven["avg@2 sample std"][0] == pytest.approx(
         math.sqrt(((1 - 0.75) ** 2 + (0.5 - 0.75) ** 2) / 1)
     )
-    greedy = E.sample_metrics(_records([[1], [0], [1], [1]]), dict.fromkeys("0123", "1"), greedy=True)
+    greedy = sample_metrics(_records([[1], [0], [1], [1]]), dict.fromkeys("0123", "1"), greedy=True)
     assert greedy["greedy"][0] == 0.75 and "avg@1" not in greedy
     assert greedy["greedy"][1] == pytest.approx(0.5 / 2)  # stdev([1, 0, 1, 1]) = 0.5, / sqrt(4)
 
 
 def test_seed_mean_and_std_against_hand_computed_values():
     per_seed = [{"avg@4": (0.25, 0.1)}, {"avg@4": (0.50, 0.2)}, {"avg@4": (0.75, 0.3)}]
-    combined = E.over_seeds(per_seed)["avg@4"]
+    combined = over_seeds(per_seed)["avg@4"]
     assert combined["value"] == pytest.approx(0.5)
     assert combined["seed_std"] == pytest.approx(0.25)  # sample std of 0.25, 0.5, 0.75
     assert combined["stderr"] == pytest.approx(0.2)
     assert combined["per_seed"] == [0.25, 0.5, 0.75]
-    assert E.over_seeds([{"greedy": (0.4, 0.1)}])["greedy"]["seed_std"] == 0.0
+    assert over_seeds([{"greedy": (0.4, 0.1)}])["greedy"]["seed_std"] == 0.0
 
 
 def _config(**fields):
-    return E.EvalConfig(model_name_or_path="tiny-test", benchmarks=["aime24"], output_dir="x", **fields)
+    return EvalConfig(model_name_or_path="tiny-test", benchmarks=["aime24"], output_dir="x", **fields)
 
 
 def test_protocols_set_the_published_settings_and_flags_win():
-    open_r1 = {name: E.plan_for(_config(protocol="open-r1"), name) for name in ("aime24", "amc23", "math500")}
+    open_r1 = {name: plan_for(_config(protocol="open-r1"), name) for name in ("aime24", "amc23", "math500")}
     assert [open_r1[n].num_samples for n in ("aime24", "amc23", "math500")] == [64, 64, 4]
     assert (open_r1["aime24"].temperature, open_r1["aime24"].top_p) == (0.6, 0.95)
     assert open_r1["math500"].answer_format == "boxed" and open_r1["math500"].k == (1,)
-    qwen = E.plan_for(_config(protocol="qwen-math"), "math500")
+    qwen = plan_for(_config(protocol="qwen-math"), "math500")
     assert qwen.greedy and qwen.maj_k == (8,) and qwen.num_samples == 8 and qwen.answer_format == "boxed"
-    overridden = E.plan_for(_config(protocol="open-r1", num_samples=2, max_new_tokens=16), "aime24")
+    overridden = plan_for(_config(protocol="open-r1", num_samples=2, max_new_tokens=16), "aime24")
     assert (overridden.num_samples, overridden.max_new_tokens, overridden.temperature) == (2, 16, 0.6)
-    plain = E.plan_for(_config(), "aime24")
+    plain = plan_for(_config(), "aime24")
     assert (plain.temperature, plain.num_samples, plain.answer_format, plain.max_new_tokens) == (
         0.0,
         1,
         "tags",
         4096,
     )
-    assert E.plan_for(_config(), "gsm8k").max_new_tokens == 1024
+    assert plan_for(_config(), "gsm8k").max_new_tokens == 1024
 
 
 @pytest.mark.parametrize(
@@ -146,7 +150,7 @@ def test_protocols_set_the_published_settings_and_flags_win():
 def test_settings_that_cannot_run_as_asked_are_refused(flags, message):
     argv = ["--model_name_or_path", "tiny-test", "--benchmarks", "aime24", "--output_dir", "x", *flags]
     with pytest.raises(ValueError) as error:
-        E.plan_for(load_flags(E.EvalConfig, argv), "aime24")
+        plan_for(load_flags(EvalConfig, argv), "aime24")
     assert message in str(error.value)
 
 
@@ -167,8 +171,13 @@ def test_evaluate_every_shared_benchmark_end_to_end(tiny, shared_data, tmp_path)
     benchmarks = {
         name: load_task(name, path=shared_data / f"{f}.jsonl", limit=3) for name, f in files.items()
     }
-    settings = dict(num_samples=4, ks=[1, 2, 4], temperature=1.0, max_new_tokens=8, batch_size=2)
-    results = E.evaluate(model, tokenizer, benchmarks, tmp_path, show_progress=False, **settings)
+    settings = dict(
+        num_samples=4, k=[1, 2, 4], maj_k=[1, 2, 4], temperature=1.0, max_new_tokens=8, batch_size=2
+    )
+    stored = evaluate(
+        model, tokenizer, benchmarks=benchmarks, output_dir=tmp_path, show_progress=False, **settings
+    )
+    results = flat_metrics(stored)
     assert set(results) == set(files)
     for name, metrics in results.items():
         records = [json.loads(line) for line in (tmp_path / f"samples_{name}.jsonl").read_text().splitlines()]
@@ -178,7 +187,7 @@ def test_evaluate_every_shared_benchmark_end_to_end(tiny, shared_data, tmp_path)
         assert metrics["pass@1"] == pytest.approx(metrics["accuracy"])
         assert metrics["pass@1"] <= metrics["pass@2"] <= metrics["pass@4"] <= 1.0
         assert 0.0 <= metrics["formatting"] <= 1.0
-    stored = json.loads((tmp_path / "results.json").read_text())
+    assert json.loads((tmp_path / "results.json").read_text()) == stored
     for name, metrics in results.items():
         assert stored["results"][name]["metrics"]["avg@4"]["value"] == metrics["avg@4"] == metrics["accuracy"]
         assert stored["settings"]["benchmarks"][name] == {
@@ -203,7 +212,7 @@ def test_results_table_in_lighteval_style():
             "avg@2": {"value": 0.5, "seed_std": 0.125, "stderr": 0.25, "per_seed": [0.375, 0.625]}}}},
         "speed": {"aime24": [{"tokens_per_second": 10.0}, {"tokens_per_second": 20.0}]},
     }  # fmt: skip
-    assert E.results_table(results).splitlines() == [
+    assert results_table(results).splitlines() == [
         "gtpo eval: protocol open-r1, seeds 0, 1 (overridden: num_samples=2)",
         "",
         "| benchmark | metric | value (mean ± std over seeds) | stderr |",
@@ -220,24 +229,21 @@ def test_results_table_in_lighteval_style():
 def test_interrupted_evaluation_resumes_without_duplicates(tiny, tmp_path, monkeypatch):
     model, tokenizer = tiny
     dataset = load_task_like(6)
-    first = E.evaluate(
-        model, tokenizer, {"toy": dataset}, tmp_path, max_new_tokens=6, batch_size=2, show_progress=False
-    )
+    settings = dict(benchmarks={"toy": dataset}, output_dir=tmp_path, max_new_tokens=6, batch_size=2)
+    first = evaluate(model, tokenizer, show_progress=False, **settings)
     samples = tmp_path / "samples_toy.jsonl"
     lines = samples.read_text().splitlines()
     # Simulate a kill: keep 3 finished problems and half a line of the fourth.
     samples.write_text("\n".join(lines[:3]) + "\n" + lines[3][: len(lines[3]) // 2])
     generated = []
-    real_generate = E.generate
+    real_generate = generation.generate
 
     def counting_generate(model, tokenizer, prompts, *args, **kwargs):
         generated.extend(p[-1]["content"] for p in prompts)
         return real_generate(model, tokenizer, prompts, *args, **kwargs)
 
-    monkeypatch.setattr(E, "generate", counting_generate)
-    second = E.evaluate(
-        model, tokenizer, {"toy": dataset}, tmp_path, max_new_tokens=6, batch_size=2, show_progress=False
-    )
+    monkeypatch.setattr(generation, "generate", counting_generate)
+    second = evaluate(model, tokenizer, show_progress=False, **settings)
     finished = {json.loads(line)["id"] for line in lines[:3]}
     questions = {row["id"]: row["prompt"][-1]["content"] for row in dataset}
     assert sorted(generated) == sorted(q for pid, q in questions.items() if pid not in finished)
@@ -245,7 +251,7 @@ def test_interrupted_evaluation_resumes_without_duplicates(tiny, tmp_path, monke
     assert lengths == sorted(lengths, reverse=True)  # batched longest prompt first
     records = [json.loads(line) for line in samples.read_text().splitlines()]
     assert sorted(r["id"] for r in records) == sorted(dataset["id"])
-    assert second == first  # greedy decoding: the same answers again
+    assert second["results"] == first["results"]  # greedy decoding: the same answers again
 
 
 def load_task_like(n):
@@ -257,7 +263,58 @@ def load_task_like(n):
 def test_greedy_with_several_samples_is_refused(tiny, tmp_path):
     model, tokenizer = tiny
     with pytest.raises(ValueError, match="num_samples: 2 samples per problem need temperature > 0"):
-        E.evaluate(model, tokenizer, {"toy": load_task_like(1)}, tmp_path, num_samples=2, temperature=0.0)
+        evaluate(model, tokenizer, benchmarks={"toy": load_task_like(1)}, output_dir=tmp_path, num_samples=2)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"num_sample": 4}, "num_sample: unknown field 'num_sample' (did you mean 'num_samples'?)"),
+        ({"top_p": 2.0, "temperature": 1.0}, "top_p: must be > 0 and <= 1, got 2.0"),
+        (
+            {"protocol": "open-r2"},
+            "protocol: must be one of ('open-r1', 'qwen-math'), got 'open-r2' (did you mean 'open-r1'?)",
+        ),
+        ({"k": (1, 8), "num_samples": 4, "temperature": 1.0}, "k: must be >= 1 and <= 4, got 8"),
+    ],
+)
+def test_python_settings_are_checked_as_the_flags_are(tiny, tmp_path, settings, message):
+    model, tokenizer = tiny
+    with pytest.raises(ValueError) as error:
+        evaluate(model, tokenizer, benchmarks={"toy": load_task_like(1)}, output_dir=tmp_path, **settings)
+    assert str(error.value) == message
+    assert not list(tmp_path.iterdir())  # refused before anything is generated or written
+
+
+def test_python_and_cli_share_one_set_of_defaults(tiny, tmp_path, monkeypatch):
+    """evaluate() without settings runs the plan `gtpo eval` runs without flags (the per-benchmark
+    budget, greedy, tags)."""
+    model, tokenizer = tiny
+    budgets = set()
+
+    def canned_generate(model, tokenizer, prompts, num_samples, temperature, max_new_tokens, *args, **kwargs):
+        budgets.add(max_new_tokens)
+        return [["<reasoning>r</reasoning><answer>1</answer>"] * num_samples for _ in prompts]
+
+    monkeypatch.setattr(generation, "generate", canned_generate)
+    names = ("gsm8k", "aime24", "math500")
+    results = evaluate(
+        model, tokenizer, benchmarks=dict.fromkeys(names, load_task_like(2)), output_dir=tmp_path,
+        show_progress=False,
+    )  # fmt: skip
+    argv = ["--model_name_or_path", "tiny-test", "--benchmarks", *names, "--output_dir", "x"]
+    cli = load_flags(EvalConfig, argv)
+    for name in names:
+        assert results["settings"]["benchmarks"][name] == flat_plan(plan_for(cli, name))
+        assert results["settings"]["benchmarks"][name] == flat_plan(plan_for(EvalSettings(), name))
+    assert results["settings"]["benchmarks"]["gsm8k"]["max_new_tokens"] == 1024
+    assert results["settings"]["benchmarks"]["aime24"]["max_new_tokens"] == 4096
+    assert results["settings"]["batch_size"] == cli.batch_size == 8 and results["settings"]["seeds"] == [0]
+    assert budgets == {1024, 2048, 4096}
+
+
+def flat_plan(plan):
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in vars(plan).items()}
 
 
 def test_cli_eval(shared_data, tmp_path, capsys):
@@ -294,13 +351,13 @@ def _protocol_run(shared_data, out, protocol, *flags):
 @pytest.mark.slow
 def test_open_r1_protocol_end_to_end_over_seeds(shared_data, tmp_path, capsys, monkeypatch):
     system_prompts = set()
-    real_generate = E.generate
+    real_generate = generation.generate
 
     def recording_generate(model, tokenizer, prompts, *args, **kwargs):
         system_prompts.update(p[0]["content"] for p in prompts)
         return real_generate(model, tokenizer, prompts, *args, **kwargs)
 
-    monkeypatch.setattr(E, "generate", recording_generate)
+    monkeypatch.setattr(generation, "generate", recording_generate)
     results = _protocol_run(shared_data, tmp_path, "open-r1", "--num_samples", "3", "--seeds", "0", "1")
     settings = results["settings"]
     assert settings["protocol"] == "open-r1" and settings["seeds"] == [0, 1]
@@ -323,7 +380,7 @@ def test_open_r1_protocol_end_to_end_over_seeds(shared_data, tmp_path, capsys, m
         assert metrics["avg@3"]["per_seed"] == pytest.approx(per_seed)
         assert metrics["avg@3"]["value"] == pytest.approx(sum(per_seed) / 2)
     assert "| aime24 | avg@3 |" in (tmp_path / "results.md").read_text()
-    assert system_prompts == {E.SYSTEM_PROMPTS["boxed"]}
+    assert system_prompts == {SYSTEM_PROMPTS["boxed"]}
 
 
 @pytest.mark.slow
@@ -336,13 +393,13 @@ def test_qwen_math_protocol_end_to_end_and_resumed(shared_data, tmp_path, monkey
         assert len(greedy) == 2 and metrics["greedy"]["value"] == sum(r["correct"] for r in greedy) / 2
         assert results["settings"]["benchmarks"][name]["greedy"] is True
     generated = []
-    real_generate = E.generate
+    real_generate = generation.generate
 
     def counting_generate(model, tokenizer, prompts, *args, **kwargs):
         generated.extend(prompts)
         return real_generate(model, tokenizer, prompts, *args, **kwargs)
 
-    monkeypatch.setattr(E, "generate", counting_generate)
+    monkeypatch.setattr(generation, "generate", counting_generate)
     again = _protocol_run(shared_data, tmp_path, "qwen-math", "--num_samples", "4", "--maj_k", "4")
     assert generated == []  # every sample was on disk
     assert again["results"] == results["results"]
@@ -350,11 +407,61 @@ def test_qwen_math_protocol_end_to_end_and_resumed(shared_data, tmp_path, monkey
 
 def test_resuming_with_other_settings_is_refused(tiny, tmp_path):
     model, tokenizer = tiny
-    dataset = {"toy": load_task_like(2)}
-    E.evaluate(model, tokenizer, dataset, tmp_path, max_new_tokens=4, show_progress=False)
+    where = dict(benchmarks={"toy": load_task_like(2)}, output_dir=tmp_path, show_progress=False)
+    evaluate(model, tokenizer, max_new_tokens=4, temperature=1.0, **where)
     with pytest.raises(ValueError, match="its samples were made with max_new_tokens 4, this run asks for 5"):
-        E.evaluate(model, tokenizer, dataset, tmp_path, max_new_tokens=5, show_progress=False)
+        evaluate(model, tokenizer, max_new_tokens=5, temperature=1.0, **where)
     with pytest.raises(ValueError, match="made with seed 0, this run asks for 1"):
-        E.evaluate(model, tokenizer, dataset, tmp_path, max_new_tokens=4, seed=1, show_progress=False)
-    again = E.evaluate(model, tokenizer, dataset, tmp_path, max_new_tokens=4, show_progress=False)
-    assert again["toy"]["problems"] == 2
+        evaluate(model, tokenizer, max_new_tokens=4, temperature=1.0, seeds=[1], **where)
+    again = evaluate(model, tokenizer, max_new_tokens=4, temperature=1.0, **where)
+    assert again["results"]["toy"]["problems"] == 2
+
+
+@pytest.mark.slow
+def test_a_lora_run_evaluates_its_adapter_and_gtpo_eval_takes_the_adapter_directory(tmp_path, capsys):
+    """`gtpo train` with a lora section and no evaluation before training: the adapter model is
+    evaluated after RL, the table shows what was measured, and the saved adapter (final/, no
+    config.json) loads merged into its base (kept in rl_start/) as the same policy."""
+    from gtpo.app.cli import main
+    from gtpo.app.models import load_model_and_tokenizer
+    from gtpo.tasks.arithmetic import make_arithmetic_dataset
+
+    run = tmp_path / "lora"
+    demo = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+    code = main(
+        ["train", "--config", str(demo), "--output_dir", str(run), "--model_name_or_path", "tiny-test",
+         "--dataset.limit", "16", "--warm_start.steps", "0", "--max_steps", "2", "--logging_steps", "1",
+         "--learning_rate", "0.05", "--lora.r", "4", "--evaluation.before_training", "false",
+         "--evaluation.dataset.limit", "4", "--evaluation.max_new_tokens", "8"]
+    )  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "| metric | after |" in out and "before" not in out
+    summary = json.loads((run / "summary.json").read_text())
+    assert "before" not in summary and summary["after"]["problems"] == 4
+    adapter = json.loads((run / "final" / "adapter_config.json").read_text())
+    assert not (run / "final" / "config.json").exists()
+    assert adapter["base_model_name_or_path"] == str((run / "rl_start").resolve())
+
+    after = [
+        json.loads(line)["completion"]
+        for line in (run / "eval" / "after" / "samples_arithmetic.jsonl").open()
+    ]
+    problems = {"arithmetic": make_arithmetic_dataset(4, split="test", seed=1)}  # the recipe's held-out set
+    completions = {}
+    for name in ("final", "rl_start"):
+        model, tokenizer = load_model_and_tokenizer(str(run / name))
+        evaluate(model, tokenizer, benchmarks=problems, output_dir=tmp_path / name, max_new_tokens=8,
+                 show_progress=False)  # fmt: skip
+        completions[name] = [
+            json.loads(line)["completion"] for line in (tmp_path / name / "samples_arithmetic.jsonl").open()
+        ]
+    assert completions["final"] == after != completions["rl_start"]  # the trained adapter, not the base
+
+    bench = tmp_path / "bench.jsonl"
+    rows = [{"question": f"What is {i} plus {i}?", "answer": f"#### {2 * i}"} for i in range(2)]
+    bench.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    argv = ["eval", "--model_name_or_path", str(run / "final"), "--benchmarks", "gsm8k", "--max_new_tokens",
+            "4", "--dataset_path", f"gsm8k={bench}", "--output_dir", str(tmp_path / "eval")]  # fmt: skip
+    assert main(argv) == 0
+    assert json.loads((tmp_path / "eval" / "results.json").read_text())["results"]["gsm8k"]["problems"] == 2

@@ -77,3 +77,26 @@ def test_shown_group_prefers_the_latest_with_both_signs(tmp_path):
 def test_summary_table_gives_the_change(after):
     table = summary_table({"before": {"accuracy": 0.5}, "after": {"accuracy": after}})
     assert f"| accuracy | 0.500 | {after:.3f} | {after - 0.5:+.3f} |" in table
+
+
+def test_only_what_was_measured_is_tabled(tmp_path):
+    after_only = {"after": {"accuracy": 0.75, "formatting": 1.0}}  # evaluation.before_training false
+    assert summary_table(after_only).splitlines() == [
+        "| metric | after |",
+        "|---|---|",
+        "| accuracy | 0.750 |",
+        "| formatting | 1.000 |",
+    ]
+    assert summary_table({"algorithm": "gtpo"}) == ""  # no evaluation dataset: no table at all
+    run = _run(tmp_path / "after-only", "gtpo", [1.0], [0.5, -0.5])
+    (run / "summary.json").write_text(json.dumps({"algorithm": "gtpo", **after_only}))
+    assert main(["report", str(run)]) == 0
+    report = (run / "report.html").read_text()
+    assert "<tr><th>run</th><th>metric</th><th>after</th></tr>" in report
+    assert "<td>accuracy</td><td>0.750</td></tr>" in report and "before" not in report
+    both = _run(tmp_path / "both", "gtpo", [1.0], [0.5, -0.5])
+    assert main(["report", str(run), str(both), "--output_dir", str(tmp_path / "compare")]) == 0
+    report = (tmp_path / "compare" / "report.html").read_text()
+    assert "<th>before</th><th>after</th><th>change</th>" in report
+    assert "<td>after-only</td><td>accuracy</td><td>–</td><td>0.750</td><td>–</td>" in report
+    assert "<td>both</td><td>accuracy</td><td>0.250</td><td>0.750</td><td>+0.500</td>" in report

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gtpo.app.evaluation import majority_answer, score_sample
+from gtpo.app.evaluation.metrics import majority_answer, score_sample
 from gtpo.tasks.rewards import answers_equal, correctness_reward, lenient_correctness_reward
 
 SOURCE = Path(__file__).resolve().parents[1] / "src" / "gtpo"

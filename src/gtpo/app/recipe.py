@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 import yaml
 
-from gtpo.app.evaluation import check_sampling
+from gtpo.app.evaluation.settings import check_sampling
 from gtpo.app.options import (
     ConfigError,
     FieldError,

@@ -28,6 +28,7 @@ PLOTS = {
     "gated_out_share": ["gtpo/gated_out_share"],
 }
 
+EVALUATION_METRICS = ("accuracy", "formatting")  # of summary.json's before and after
 LINE_STYLES = ("-", "--", ":", "-.")
 STYLE = """
 body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
@@ -53,21 +54,35 @@ def read_summary(run_dir: Path) -> dict[str, Any]:
 
 
 def summary_table(summary: dict[str, Any]) -> str:
-    """Markdown table of held-out accuracy and formatting before and after RL."""
-    rows = ["| metric | before | after | change |", "|---|---|---|---|"]
-    for metric, before, after in _before_after(summary):
-        rows.append(f"| {metric} | {before:.3f} | {after:.3f} | {after - before:+.3f} |")
+    """Markdown table of held-out accuracy and formatting: before and after RL with the change, or
+    only the evaluation that ran (`evaluation.before_training false`: after); '' when none ran."""
+    phases, change = _phases([summary])
+    if not phases:
+        return ""
+    header = ["metric", *phases, *(["change"] if change else [])]
+    rows = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for metric in EVALUATION_METRICS:
+        cells = _evaluation_cells(summary, metric, phases, change)
+        if cells:
+            rows.append(f"| {metric} | " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
 
 
-def _before_after(summary: dict[str, Any]) -> list[tuple[str, float, float]]:
-    rows = []
-    for metric in ("accuracy", "formatting"):
-        before = summary.get("before", {}).get(metric)
-        after = summary.get("after", {}).get(metric)
-        if before is not None and after is not None:
-            rows.append((metric, before, after))
-    return rows
+def _phases(summaries: list[dict[str, Any]]) -> tuple[list[str], bool]:
+    """The evaluations (before, after) that any of the runs stored, and whether a change is shown."""
+    phases = [phase for phase in ("before", "after") if any(phase in s for s in summaries)]
+    return phases, len(phases) == 2
+
+
+def _evaluation_cells(summary: dict[str, Any], metric: str, phases: list[str], change: bool) -> list[str]:
+    """A metric's value per phase ('–' where the run has none) and the change; [] when it has none."""
+    values = [summary.get(phase, {}).get(metric) for phase in phases]
+    if all(value is None for value in values):
+        return []
+    cells = ["–" if value is None else f"{value:.3f}" for value in values]
+    if change:
+        cells.append("–" if None in values else f"{values[1] - values[0]:+.3f}")
+    return cells
 
 
 def write_plots(out: Path, runs: dict[str, list[dict[str, Any]]]) -> list[Path]:
@@ -150,18 +165,18 @@ def _group_html(run: str, group: dict[str, Any]) -> list[str]:
 
 
 def _evaluation_html(summaries: dict[str, dict[str, Any]]) -> str:
+    phases, change = _phases(list(summaries.values()))
     rows = [
-        f"<tr><td>{html.escape(run)}</td><td>{metric}</td><td>{before:.3f}</td><td>{after:.3f}</td>"
-        f"<td>{after - before:+.3f}</td></tr>"
+        "<tr>" + "".join(f"<td>{cell}</td>" for cell in [html.escape(run), metric, *cells]) + "</tr>"
         for run, summary in summaries.items()
-        for metric, before, after in _before_after(summary)
+        for metric in EVALUATION_METRICS
+        if (cells := _evaluation_cells(summary, metric, phases, change))
     ]
     if not rows:
         return ""
-    return (
-        "<h2>Held-out evaluation</h2><table><tr><th>run</th><th>metric</th><th>before</th><th>after</th>"
-        f"<th>change</th></tr>{''.join(rows)}</table>"
-    )
+    columns = ["run", "metric", *phases, *(["change"] if change else [])]
+    header = "".join(f"<th>{name}</th>" for name in columns)
+    return f"<h2>Held-out evaluation</h2><table><tr>{header}</tr>{''.join(rows)}</table>"
 
 
 def write_report(run_dirs: list[str | Path], output_dir: str | Path | None = None) -> Path:
