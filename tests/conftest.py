@@ -24,7 +24,7 @@ def shared_data() -> Path:
 def tiny_config(tmp_path: Path, config_cls=None, **overrides):
     """A GTPOConfig (or `config_cls`) for a few CPU steps on the tiny test model: 4 completions per
     step in one group, 8 tokens each, no checkpoints, no logging backends."""
-    from gtpo.trainer import GTPOConfig
+    from gtpo.config import GTPOConfig
 
     fields = dict(
         output_dir=str(tmp_path / "out"),

@@ -14,7 +14,8 @@ from datasets import Dataset
 from trl import GRPOTrainer
 
 from gtpo.app.models import build_tiny_model, build_tokenizer
-from gtpo.trainer import GTPOConfig, GTPOTrainer, end_process_group
+from gtpo.config import GTPOConfig
+from gtpo.trainer import GTPOTrainer, end_process_group
 
 GROUP_SIZE = 4
 GROUPS = 3  # 12 rows: with two processes of 6 rows each, group 1 is split between them

@@ -3,7 +3,11 @@
 import dataclasses
 import gc
 import json
+import os
 import shutil
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +15,8 @@ import pytest
 from gtpo.app.cli import main
 from gtpo.app.evaluation.settings import EvalConfig
 from gtpo.app.options import fields_of, load_flags
-from gtpo.app.recipe import TRAINING_REFUSED, Recipe, RecipeError, load_recipe, training_fields
+from gtpo.app.recipe import TRAINING_REFUSED, Recipe, RecipeError, load_recipe
+from gtpo.config import GTPOConfig
 from gtpo.trainer import GTPOTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,8 +71,13 @@ def test_train_help_lists_every_field_with_its_help_and_default(capsys):
         in text
     )
     listed = {line.split()[0][2:] for line in text.splitlines() if line.startswith("  --")}
-    assert set(training_fields()) - set(TRAINING_REFUSED) <= listed
-    assert {path for path, _ in fields_of(Recipe) if not path.startswith("training")} <= listed
+    paths = [path for path, _ in fields_of(Recipe)]
+    assert listed - {"config", "resume"} == {path.removeprefix("training.") for path in paths}
+    training = {f.name for f in dataclasses.fields(GTPOConfig)}
+    assert set(TRAINING_REFUSED) < training  # each a GTPOConfig field, none of them listed
+    assert {path.removeprefix("training.") for path in paths if path.startswith("training.")} == (
+        training - set(TRAINING_REFUSED)
+    )
 
 
 def test_eval_help_lists_every_field(capsys):
@@ -151,6 +161,40 @@ def test_grpo_baseline_with_kl_uses_the_warm_started_model_as_reference(tmp_path
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert all("kl" in m for m in metrics) and not any("gtpo/gated_out_share" in m for m in metrics)
     assert (run / "rl_start" / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_training_reports_to_trackio_and_tensorboard(tmp_path):
+    """`report_to` with the `gtpo[trackio]` and `gtpo[tensorboard]` extras: a 2-step run, offline,
+    logs every step to trackio's local store (TRACKIO_DIR) and to TensorBoard event files."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    env = {**os.environ, "TRACKIO_DIR": str(tmp_path / "trackio"), "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "gtpo", "train", "--model_name_or_path", "tiny-test",
+               "--output_dir", str(run), "--dataset.limit", "16", "--max_steps", "2", "--logging_steps", "1",
+               "--max_completion_length", "8", "--use_cpu", "true", "--project", "gtpo-test",
+               "--report_to", "trackio", "tensorboard"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metric = "train/gtpo/gated_out_share"
+    store = sqlite3.connect(tmp_path / "trackio" / "gtpo-test.db")  # the project's local store
+    rows = store.execute("SELECT step, metrics FROM metrics").fetchall()
+    store.close()
+    assert sorted(step for step, logged in rows if metric in json.loads(logged)) == [1, 2]
+    (events,) = (run / "runs").glob("*")
+    accumulator = EventAccumulator(str(events))
+    accumulator.Reload()
+    assert [event.step for event in accumulator.Scalars(metric)] == [1, 2]
+
+
+def test_a_logging_backend_that_is_not_installed_is_refused_before_anything_runs(monkeypatch):
+    from transformers.integrations import integration_utils
+
+    monkeypatch.setattr(integration_utils, "get_available_reporting_integrations", lambda: ["tensorboard"])
+    with pytest.raises(RecipeError, match=r"^--report_to: 'trackio' is not installed \(pip install "):
+        load_recipe(DEMO, ["--report_to", "tensorboard", "trackio"])
+    assert load_recipe(DEMO, ["--report_to", "tensorboard"]).training["report_to"] == "tensorboard"
 
 
 def test_a_flag_for_a_section_the_recipe_leaves_off_is_refused():

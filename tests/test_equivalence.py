@@ -11,7 +11,8 @@ from trl import GRPOConfig, GRPOTrainer
 
 from gtpo import algorithm
 from gtpo.app.models import build_tiny_model, build_tokenizer
-from gtpo.trainer import GTPOConfig, GTPOTrainer
+from gtpo.config import GTPOConfig
+from gtpo.trainer import GTPOTrainer
 
 torch.set_num_threads(1)
 

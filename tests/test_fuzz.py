@@ -11,7 +11,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gtpo.app.recipe import Recipe, RecipeError, load_recipe, training_fields
+from gtpo.app.options import fields_of
+from gtpo.app.recipe import Recipe, RecipeError, load_recipe
 from gtpo.tasks.datasets import gsm8k_final_answer, last_boxed, number_answer
 from gtpo.tasks.grading import normalise_answer, plain_numbers_equal, word_answer
 from gtpo.tasks.rewards import (
@@ -68,7 +69,9 @@ def test_an_answer_block_at_the_end_is_extracted(inner, before):
     assert extract_answer(f"{before}{ANSWER_OPEN}{inner}{ANSWER_CLOSE}  \n") == inner.strip()
 
 
-FIELD_NAMES = [f.name for f in dataclasses.fields(Recipe)] + sorted(training_fields())[:60]
+FIELD_NAMES = [f.name for f in dataclasses.fields(Recipe)] + [
+    path.removeprefix("training.") for path, _ in fields_of(Recipe) if path.startswith("training.")
+][:60]
 NAMES = st.one_of(
     st.sampled_from(FIELD_NAMES),
     st.sampled_from(["dataset.limit", "dataset.name", "warm_start.steps", "evaluation.temperature",

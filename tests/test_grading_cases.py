@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from grading_cases import MODEL_OUTPUT_CLASSES, all_cases
 
-from gtpo.rewards import answers_equal, answers_equal_many, final_answer
+from gtpo.tasks.rewards import answers_equal, answers_equal_many, final_answer
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "tasks.md"
 

@@ -1,11 +1,10 @@
 """The package's import graph, read from the source (nothing is imported): three floors, imports
 only go down or sideways, and no module reaches itself through imports.
 
-Floors: 1 the library (src/gtpo/*.py: algorithm, config, trainer, checkpoints, reward checks,
-jsonl), 2 the tasks (src/gtpo/tasks/), 3 the application (src/gtpo/app/). Every import counts,
-also one inside a function or under TYPE_CHECKING. Two modules sit where they hand names on:
-`gtpo/__init__.py` (the library's face: GTPOConfig, GTPOTrainer) on floor 1, and `gtpo.rewards`, the
-public name of `gtpo.tasks.rewards`, on floor 2; `python -m gtpo` (gtpo/__main__.py) starts the
+Floors: 1 the library (src/gtpo/*.py: algorithm, config, rules, trainer, checkpoints, reward
+checks, jsonl), 2 the tasks (src/gtpo/tasks/), 3 the application (src/gtpo/app/). Every import
+counts, also one inside a function or under TYPE_CHECKING. `gtpo/__init__.py` (the library's face:
+GTPOConfig, GTPOTrainer) is on floor 1; `python -m gtpo` (gtpo/__main__.py) starts the
 application, on floor 3.
 """
 
@@ -28,7 +27,7 @@ MODULES = {_module(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 def floor(module: str) -> int:
     if module.startswith(("gtpo.app", "gtpo.__main__")):
         return 3
-    if module.startswith(("gtpo.tasks", "gtpo.rewards")):
+    if module.startswith("gtpo.tasks"):
         return 2
     return 1
 
@@ -123,5 +122,32 @@ def test_the_graph_reader_sees_lazy_imports():
     """The walk itself: an import inside a function is an edge."""
     assert "gtpo.trainer" in GRAPH["gtpo"]  # imported inside __getattr__
     assert "gtpo.app.report" in GRAPH["gtpo.app.cli"]  # imported inside main()
-    assert GRAPH["gtpo.rewards"] == {"gtpo.tasks.rewards"}
     assert GRAPH["gtpo.algorithm"] == set()  # pure PyTorch
+
+
+def _defined(tree: ast.Module) -> set[str]:
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {target.id for target in targets if isinstance(target, ast.Name)}
+    return names
+
+
+def test_no_module_stands_in_for_another():
+    """No aliases: no module puts itself (or another) in sys.modules, and each module's __all__
+    lists names it defines, not names it imports (the package's face, gtpo/__init__.py, aside)."""
+    for module, path in MODULES.items():
+        source = path.read_text()
+        assert "sys.modules[" not in source, module
+        tree = ast.parse(source)
+        exported = next(
+            (node.value for node in tree.body if isinstance(node, ast.Assign)
+             and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)),
+            None,
+        )  # fmt: skip
+        if exported is not None and module != "gtpo":
+            names = {element.value for element in exported.elts}
+            assert names <= _defined(tree), f"{module}.__all__ re-exports {sorted(names - _defined(tree))}"

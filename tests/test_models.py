@@ -112,8 +112,8 @@ def test_smollm2_alias_loads_the_packaged_model():
 def test_a_built_in_name_gives_what_gtpo_trainer_takes(tmp_path):
     """From Python as in the README: the built-in model and tokenizer, handed to GTPOTrainer."""
     from gtpo import GTPOTrainer
-    from gtpo.rewards import format_reward
     from gtpo.tasks.arithmetic import make_arithmetic_dataset
+    from gtpo.tasks.rewards import format_reward
 
     model, tokenizer = load_model_and_tokenizer("tiny-test")
     trainer = GTPOTrainer(

@@ -203,7 +203,8 @@ def test_trainer_loss_on_empty_eos_only_and_full_length_rows(tmp_path, preset, d
     from datasets import Dataset
 
     from gtpo.app.models import build_tiny_model, build_tokenizer
-    from gtpo.trainer import GTPOConfig, GTPOTrainer
+    from gtpo.config import GTPOConfig
+    from gtpo.trainer import GTPOTrainer
 
     torch.set_num_threads(1)
     tokenizer = build_tokenizer()

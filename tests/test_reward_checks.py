@@ -11,8 +11,9 @@ from datasets import Dataset
 from trl import GRPOTrainer
 
 from gtpo.app.models import build_tiny_model, build_tokenizer
-from gtpo.reward_checks import RewardFunctionError, checked_reward_function
-from gtpo.trainer import GTPOConfig, GTPOTrainer
+from gtpo.config import GTPOConfig
+from gtpo.reward_checks import RewardFunctionError, check_prompt_column, checked_reward_function
+from gtpo.trainer import GTPOTrainer
 
 torch.set_num_threads(1)
 
@@ -73,6 +74,53 @@ def test_a_failure_no_single_completion_reproduces_is_reported_for_the_batch():
     )
 
 
+def test_a_raise_is_retried_on_at_most_max_recalls_completions():
+    calls = []
+
+    def fails_on_the_seventh(completions, **kwargs):
+        calls.append(len(completions))
+        if len(completions) > 1 or completions[0] == "c6":
+            raise ValueError("judge said no")
+        return [1.0]
+
+    batch = [f"c{i}" for i in range(8)]
+    with pytest.raises(RewardFunctionError) as error:
+        checked_reward_function(fails_on_the_seventh, "judge")(completions=batch)
+    assert str(error.value) == (
+        "reward function 'judge' raised on the batch of 8 completions (but on none of the first 4 alone): "
+        "ValueError: judge said no"
+    )
+    assert calls == [8, 1, 1, 1, 1]  # the default, MAX_RECALLS
+    calls.clear()
+    with pytest.raises(RewardFunctionError, match=r"raised on completion 6 \('c6'\): ValueError"):
+        checked_reward_function(fails_on_the_seventh, "judge", max_recalls=8)(completions=batch)
+    assert calls == [8, *[1] * 7]
+    calls.clear()
+    with pytest.raises(RewardFunctionError, match=r"\(but on no completion tried alone\)"):
+        checked_reward_function(fails_on_the_seventh, "judge", max_recalls=0)(completions=batch)
+    assert calls == [8]
+
+
+@pytest.mark.parametrize(
+    ("returned", "shown"),
+    [(None, "None"), (0.5, "0.5"), ("1.0", "'1.0'"), ({"reward": 1.0}, "{'reward': 1.0}"),
+     (torch.tensor(1.0), "tensor(1.)")],
+)  # fmt: skip
+def test_a_return_that_is_not_a_list_is_named_not_retried(returned, shown):
+    calls = []
+
+    def reward(completions, **kwargs):
+        calls.append(len(completions))
+        return returned
+
+    with pytest.raises(RewardFunctionError) as error:
+        checked_reward_function(reward, "r")(completions=COMPLETIONS)
+    assert str(error.value) == (
+        f"reward function 'r' returned {shown}, not a list of 4 rewards (one number or None per completion)"
+    )
+    assert calls == [4]
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
@@ -108,7 +156,7 @@ def test_missing_mode_turns_nonfinite_rewards_into_none_and_keeps_the_rest():
 
 def test_the_option_is_validated_like_the_other_gtpo_fields(tmp_path):
     with pytest.raises(
-        ValueError, match=r"GTPOConfig.nonfinite_rewards must be one of \('error', 'missing'\)"
+        ValueError, match=r"GTPOConfig.nonfinite_rewards: must be one of \('error', 'missing'\)"
     ):
         GTPOConfig(output_dir=str(tmp_path), nonfinite_rewards="zero", use_cpu=True, report_to="none")
 
@@ -194,3 +242,18 @@ def test_missing_mode_trains_with_finite_loss_and_parameters(tmp_path):
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert losses and all(math.isfinite(loss) for loss in losses)
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_a_dataset_without_a_prompt_column_is_named_in_one_line():
+    from datasets import DatasetDict
+
+    questions = Dataset.from_list([{"question": "1 + 1?", "answer": "2"}])
+    with pytest.raises(ValueError) as error:
+        check_prompt_column(questions)
+    assert str(error.value) == (
+        "train_dataset has no 'prompt' column (columns: question, answer); the trainer generates from it: "
+        "map your question column to 'prompt' (text or chat messages)"
+    )
+    with pytest.raises(ValueError, match=r"^my_set is a DatasetDict \(splits: train\); pass one split$"):
+        check_prompt_column(DatasetDict(train=questions), "my_set")
+    check_prompt_column(questions.rename_column("question", "prompt"))

@@ -13,7 +13,9 @@ from trl import GRPOConfig, GRPOTrainer
 
 from gtpo import algorithm
 from gtpo.app.models import build_tiny_model, build_tokenizer
-from gtpo.trainer import STATE_FILE, GTPOConfig, GTPOTrainer
+from gtpo.checkpoints import STATE_FILE
+from gtpo.config import GTPOConfig
+from gtpo.trainer import GTPOTrainer
 
 torch.set_num_threads(1)
 
@@ -68,18 +70,18 @@ def test_official_preset_fields(tmp_path):
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("preset", "fast", "GTPOConfig.preset must be one of"),
-        ("conflict_mode", "suffix", "GTPOConfig.conflict_mode must be one of"),
-        ("entropy_gate", "never", "GTPOConfig.entropy_gate must be one of"),
-        ("positive_weight", -1.0, "GTPOConfig.positive_weight must be a finite number >= 0"),
-        ("negative_weight", float("nan"), "GTPOConfig.negative_weight must be a finite number >= 0"),
-        ("gamma", -0.1, "GTPOConfig.gamma must be a finite number >= 0"),
-        ("entropy_threshold", 0.0, "GTPOConfig.entropy_threshold must be a finite number > 0"),
-        ("loss_temperature", -1.0, "GTPOConfig.loss_temperature must be a finite number > 0"),
-        ("loss_type", "ppo", "GTPOConfig.loss_type must be one of"),
+        ("preset", "fast", "GTPOConfig.preset: must be one of"),
+        ("conflict_mode", "suffix", "GTPOConfig.conflict_mode: must be one of"),
+        ("entropy_gate", "never", "GTPOConfig.entropy_gate: must be one of"),
+        ("positive_weight", -1.0, "GTPOConfig.positive_weight: must be >= 0"),
+        ("negative_weight", float("nan"), "GTPOConfig.negative_weight: must be >= 0"),
+        ("gamma", -0.1, "GTPOConfig.gamma: must be >= 0"),
+        ("entropy_threshold", 0.0, "GTPOConfig.entropy_threshold: must be > 0"),
+        ("loss_temperature", -1.0, "GTPOConfig.loss_temperature: must be > 0"),
+        ("loss_type", "ppo", "GTPOConfig.loss_type: must be one of"),
         ("loss_type", "luspo", "GTPOConfig.loss_type='luspo' is not supported: it needs"),
         ("importance_sampling_level", "sequence", "importance_sampling_level='sequence' is not supported"),
-        ("num_generations", 1, "at least 2 generations"),
+        ("num_generations", 1, "GTPOConfig.num_generations: must be >= 2, got 1"),
     ],
 )
 def test_config_rejects_bad_values_in_one_line(tmp_path, field, value, message):

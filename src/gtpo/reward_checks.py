@@ -1,10 +1,14 @@
-"""Checks around user reward functions, so that a bad reward stops training with one clear line.
+"""Checks around user reward functions and the dataset they score, so that a bad reward (or a
+dataset without prompts) stops training with one clear line.
 
 TRL calls each reward function once on the whole batch. A function wrapped by
 `checked_reward_function`:
-  * that raises is called again one completion at a time to find the first completion that
-    triggers it; the error names the function, that completion's index in the batch (and the
-    start of its text) and the exception;
+  * that raises is called again one completion at a time, on at most the first `MAX_RECALLS`
+    completions (a judge or sandbox reward is costly), to find the first one that triggers it;
+    the error names the function, that completion's index in the batch (and the start of its
+    text) and the exception, or, when none of them raises alone, the batch and the exception;
+  * that returns something other than a list of rewards (None, a number, a string, a mapping)
+    stops training with the function's name and what it returned;
   * that returns NaN or an infinite value (or one beyond float32, where TRL keeps rewards) stops
     training with the function's name and the completion index, or, with
     `nonfinite_rewards="missing"`, has the value treated as missing, as TRL treats None: left out
@@ -17,27 +21,30 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
 NONFINITE_REWARDS = ("error", "missing")
+MAX_RECALLS = 4  # completions a reward function that raised is called on alone, at most
 _FLOAT32_MAX = torch.finfo(torch.float32).max
-_SHOWN_CHARS = 60  # how much of a completion's text an error shows
+_SHOWN_CHARS = 60  # how much of a completion's text (or of a returned value) an error shows
 
 
 class RewardFunctionError(RuntimeError):
     """A reward function raised, or returned something other than a finite number or None."""
 
 
+def _shown(text: str) -> str:
+    return text[:_SHOWN_CHARS] + ("..." if len(text) > _SHOWN_CHARS else "")
+
+
 def _describe(completions: list, index: int) -> str:
     completion = completions[index]
     if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
         completion = completion[-1].get("content", "")  # conversational: the last message
-    text = str(completion)
-    shown = text[:_SHOWN_CHARS] + ("..." if len(text) > _SHOWN_CHARS else "")
-    return f"completion {index} ({shown!r})"
+    return f"completion {index} ({_shown(str(completion))!r})"
 
 
 def _one_line(error: BaseException) -> str:
@@ -54,8 +61,10 @@ def _one_completion(kwargs: dict[str, Any], index: int, count: int) -> dict[str,
     }
 
 
-def _first_failure(func: Callable, kwargs: dict[str, Any], count: int) -> tuple[int, Exception] | None:
-    for index in range(count):
+def _first_failure(
+    func: Callable, kwargs: dict[str, Any], count: int, max_recalls: int
+) -> tuple[int, Exception] | None:
+    for index in range(min(count, max_recalls)):
         try:
             func(**_one_completion(kwargs, index, count))
         except Exception as error:
@@ -82,9 +91,25 @@ def _checked_value(value: Any, name: str, completions: list, index: int, nonfini
     )
 
 
-def checked_reward_function(func: Callable, name: str, nonfinite: str = "error") -> Callable:
+def _reward_list(returned: Any, name: str, count: int) -> list:
+    """What a reward function returned, as a list; RewardFunctionError when it is not one."""
+    if not isinstance(returned, (str, bytes, Mapping)):
+        try:
+            return list(returned)
+        except TypeError:  # None, a number, a 0-d tensor
+            pass
+    raise RewardFunctionError(
+        f"reward function {name!r} returned {_shown(repr(returned))}, not a list of {count} rewards "
+        "(one number or None per completion)"
+    )
+
+
+def checked_reward_function(
+    func: Callable, name: str, nonfinite: str = "error", max_recalls: int = MAX_RECALLS
+) -> Callable:
     """Wrap a synchronous TRL reward function `func(completions=..., **kwargs) -> list`, named
-    `name` in errors; `nonfinite` is "error" or "missing" (see the module docstring)."""
+    `name` in errors; `nonfinite` is "error" or "missing", and after a raise `func` is called on
+    at most `max_recalls` completions alone (see the module docstring)."""
     if nonfinite not in NONFINITE_REWARDS:
         raise ValueError(f"nonfinite must be one of {NONFINITE_REWARDS}, got {nonfinite!r}")
 
@@ -92,18 +117,21 @@ def checked_reward_function(func: Callable, name: str, nonfinite: str = "error")
     def checked(**kwargs: Any) -> list:
         completions = kwargs["completions"]
         try:
-            rewards = list(func(**kwargs))
+            returned = func(**kwargs)
         except Exception as error:
-            failure = _first_failure(func, kwargs, len(completions))
+            failure = _first_failure(func, kwargs, len(completions), max_recalls)
             if failure is None:
+                tried = min(len(completions), max_recalls)
+                alone = "none of them" if tried == len(completions) else f"none of the first {tried}"
                 raise RewardFunctionError(
                     f"reward function {name!r} raised on the batch of {len(completions)} completions "
-                    f"(but on none of them alone): {_one_line(error)}"
+                    f"(but on {alone if tried else 'no completion tried'} alone): {_one_line(error)}"
                 ) from error
             index, single = failure
             raise RewardFunctionError(
                 f"reward function {name!r} raised on {_describe(completions, index)}: {_one_line(single)}"
             ) from single
+        rewards = _reward_list(returned, name, len(completions))
         if len(rewards) != len(completions):
             raise RewardFunctionError(
                 f"reward function {name!r} returned {len(rewards)} rewards for {len(completions)} completions"
@@ -111,3 +139,17 @@ def checked_reward_function(func: Callable, name: str, nonfinite: str = "error")
         return [_checked_value(value, name, completions, i, nonfinite) for i, value in enumerate(rewards)]
 
     return checked
+
+
+def check_prompt_column(dataset: Any, name: str = "train_dataset") -> None:
+    """Raise ValueError, in one line naming `name` and the columns it has, when `dataset` (a
+    datasets Dataset) has no `prompt` column: TRL's GRPOTrainer generates from that column and
+    would fail at its first step with a bare KeyError."""
+    columns = getattr(dataset, "column_names", None)
+    if isinstance(columns, dict):  # a DatasetDict
+        raise ValueError(f"{name} is a DatasetDict (splits: {', '.join(columns)}); pass one split")
+    if columns is not None and "prompt" not in columns:
+        raise ValueError(
+            f"{name} has no 'prompt' column (columns: {', '.join(columns) or 'none'}); the trainer "
+            "generates from it: map your question column to 'prompt' (text or chat messages)"
+        )

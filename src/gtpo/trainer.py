@@ -25,22 +25,11 @@ from trl import GRPOTrainer
 from trl.trainer.utils import add_fused_lm_head, is_async_callable
 
 from gtpo import algorithm
-from gtpo.checkpoints import BUFFER_FILE, STATE_FILE, CrashSafeCheckpoints
-from gtpo.config import CONFLICT_MODES, ENTROPY_GATES, PRESET_DEFAULTS, PRESETS, GTPOConfig
+from gtpo.checkpoints import CrashSafeCheckpoints
+from gtpo.config import GTPOConfig
 from gtpo.reward_checks import checked_reward_function
 
-__all__ = [
-    "BUFFER_FILE",
-    "CONFLICT_MODES",
-    "ENTROPY_GATES",
-    "PRESETS",
-    "PRESET_DEFAULTS",
-    "PRIVATE_NAMES",
-    "STATE_FILE",
-    "GTPOConfig",
-    "GTPOTrainer",
-    "end_process_group",
-]
+__all__ = ["PRIVATE_NAMES", "GTPOTrainer", "end_process_group"]
 
 # Private TRL and transformers names this package reads, calls or overrides, and why
 # (docs/training.md lists them; tests/test_trl_api.py fails naming one that a release changes).

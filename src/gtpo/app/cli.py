@@ -15,7 +15,8 @@ import sys
 import warnings
 from typing import NoReturn
 
-from gtpo.app.options import ConfigError, did_you_mean, help_lines, load_flags
+from gtpo.app.options import ConfigError, fields_of, help_lines, load_flags
+from gtpo.rules import did_you_mean
 
 TRAIN_USAGE = "usage: gtpo train --config RECIPE.yaml [--resume] [--FIELD VALUE ...]"
 EVAL_USAGE = "usage: gtpo eval --model_name_or_path M --benchmarks NAME [...] --output_dir DIR [--FIELD ...]"
@@ -44,15 +45,18 @@ def _parser() -> _Parser:
 
 
 def train_help() -> str:
-    """Every recipe field and every GTPOConfig field, with its help text and default."""
+    """Every recipe field and every GTPOConfig field `gtpo train` uses, with its help text and default."""
     from trl import GRPOConfig
 
-    from gtpo.app.recipe import TRAINING_REFUSED, Recipe, training_fields
-    from gtpo.trainer import GTPOConfig
+    from gtpo.app.recipe import Recipe
+    from gtpo.config import GTPOConfig, field_choices
 
     sections = [f.name for f in dataclasses.fields(Recipe) if f.name != "training"]
     grpo = {f.name for f in dataclasses.fields(GRPOConfig)}
-    usable = [name for name in training_fields() if name not in TRAINING_REFUSED]
+    usable = [path.removeprefix("training.") for path, _ in fields_of(Recipe) if path.startswith("training.")]
+    gtpo_fields = [name for name in usable if name not in grpo or name == "loss_type"]
+    trl_fields = [name for name in usable if name in grpo and name != "loss_type"]
+    choices = field_choices()
     return "\n".join([
         TRAIN_USAGE, "",
         "Train from a recipe; any field below can be set in the recipe or overridden with --field value.", "",
@@ -62,10 +66,10 @@ def train_help() -> str:
         *help_lines(Recipe, sections),
         "",
         "training, GTPO (GTPOConfig; also as --training.field):",
-        *help_lines(GTPOConfig, [n for n in usable if n not in grpo or n == "loss_type"], sections=False),
+        *help_lines(GTPOConfig, gtpo_fields, sections=False, choices=choices),
         "",
         "training, TRL's GRPOConfig and transformers' TrainingArguments:",
-        *help_lines(GTPOConfig, [n for n in usable if n in grpo and n != "loss_type"], sections=False),
+        *help_lines(GTPOConfig, trl_fields, sections=False, choices=choices),
     ]) + "\n"  # fmt: skip
 
 

@@ -24,7 +24,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from gtpo.app.options import did_you_mean
+from gtpo.rules import did_you_mean
 from gtpo.tasks.prompts import SYSTEM_PROMPT
 
 TAGS = ["<reasoning>", "</reasoning>", "<answer>", "</answer>"]

@@ -2,25 +2,28 @@
 text, bounds and choices (`option(...)`), read from YAML or `--field value` flags, checked field by
 field with one-line errors, and listed by `--help`.
 
-A nested dataclass is a section: its fields are flags with a dot (`--dataset.limit 100`). A flag
-takes the words up to the next flag: one for most fields, any number for a list (`--k 1 8 64`;
-`1,8,64` and YAML's `[1, 8, 64]` work too), and a list flag given twice adds to the list.
+A nested dataclass is a section: its fields are flags with a dot (`--dataset.limit 100`). So is a
+mapping annotated `Annotated[dict[str, Any], FieldsOf(Config, ...)]`: it keeps the fields of
+`Config` a user set, each checked as `Config` declares it, for a config built later from them
+(`gtpo train`'s `training` section of GTPOConfig fields). A flag takes the words up to the next
+flag: one for most fields, any number for a list (`--k 1 8 64`; `1,8,64` and YAML's `[1, 8, 64]`
+work too), and a list flag given twice adds to the list.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import math
-import operator
+import functools
 import re
 import textwrap
 import types
 import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import yaml
+
+from gtpo.rules import bound_problem, choice_problem, did_you_mean
 
 
 class ConfigError(ValueError):
@@ -53,37 +56,36 @@ def option(
     return dataclasses.field(default=default, metadata=metadata)
 
 
-def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    """' (did you mean 'x'?)' for the nearest of `choices`, or ''."""
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+@dataclasses.dataclass(frozen=True, eq=False)
+class FieldsOf:
+    """Marks a mapping as the fields of dataclass `cls` that a user set, by name. Each name and
+    type is checked as `cls` declares it, each value by `problem(name, value)` (a one-line problem,
+    or None); the fields in `refused` are refused, each with its problem."""
+
+    cls: type
+    problem: Callable[[str, Any], str | None] = lambda name, value: None
+    refused: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.refused) - {f.name for f in dataclasses.fields(self.cls)}
+        if unknown:
+            raise TypeError(f"FieldsOf({self.cls.__name__}) refuses fields it lacks: {sorted(unknown)}")
+
+
+def _fields_of_spec(annotation: Any) -> FieldsOf | None:
+    if typing.get_origin(annotation) is typing.Annotated:
+        return next((m for m in annotation.__metadata__ if isinstance(m, FieldsOf)), None)
+    return None
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls, include_extras=True)
 
 
 # ------------------------------------------------------------------------------------------------
 # Values: coercion of YAML and command-line strings to a field's type, then bounds and choices
 # ------------------------------------------------------------------------------------------------
-
-_COMPARISONS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
-
-
-def check_value(
-    value: Any, where: str, bounds: tuple[str, ...] = (), choices: Iterable | None = None
-) -> None:
-    """Raise FieldError when a number is not finite or breaks a bound, or a value is not a choice."""
-    if value is None:
-        return
-    if bounds:
-        holds = math.isfinite(value) and all(
-            _COMPARISONS[op](value, float(limit)) for op, limit in (bound.split() for bound in bounds)
-        )
-        if not holds:
-            raise FieldError(where, f"must be {' and '.join(bounds)}, got {value!r}")
-    if choices is not None:
-        choices = tuple(choices)
-        for item in value if isinstance(value, list) else [value]:
-            if item not in choices:
-                hint = did_you_mean(str(item), map(str, choices))
-                raise FieldError(where, f"must be one of {choices}, got {item!r}{hint}")
 
 
 def _yaml_value(text: str, where: str) -> Any:
@@ -96,6 +98,11 @@ def _yaml_value(text: str, where: str) -> Any:
 def coerce(value: Any, annotation: Any, where: str) -> Any:
     """Check value against a type annotation, converting strings from the command line and YAML's
     unquoted scientific notation ("1e-4"). Raises FieldError naming the field path."""
+    spec = _fields_of_spec(annotation)
+    if spec is not None:
+        if not isinstance(value, dict):
+            raise FieldError(where, f"expected a mapping of {spec.cls.__name__} fields, got {value!r}")
+        return _checked_fields(spec.cls, value, where, spec.problem, spec.refused)
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(annotation)
@@ -164,22 +171,49 @@ def _join(where: str, name: str) -> str:
     return f"{where}.{name}" if where else name
 
 
-def build(cls: type, values: dict[str, Any], where: str = "") -> Any:
-    """An instance of dataclass `cls` from plain data, every field checked (name, type, bounds,
-    choices, required); its __post_init__ may raise FieldError for rules across fields."""
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
+def _option_problem(cls: type) -> Callable[[str, Any], str | None]:
+    """The problem with a value by the bounds and choices option() gave its field of `cls`."""
+    metadata = {f.name: f.metadata for f in dataclasses.fields(cls)}
+
+    def problem(name: str, value: Any) -> str | None:
+        found = bound_problem(value, metadata[name].get("bounds", ()))
+        choices = metadata[name].get("choices")
+        return found if found is not None or choices is None else choice_problem(value, choices)
+
+    return problem
+
+
+def _checked_fields(
+    cls: type,
+    values: dict[Any, Any],
+    where: str,
+    problem: Callable[[str, Any], str | None],
+    refused: Mapping[str, str] = types.MappingProxyType({}),
+) -> dict[str, Any]:
+    """`values` (plain data) as fields of dataclass `cls`: each name known and not refused, each
+    value coerced to its field's type and without `problem`; FieldError names the first mistake."""
+    fields = [f.name for f in dataclasses.fields(cls) if f.init]
+    checked = {}
     for name, value in values.items():
         path = _join(where, name if isinstance(name, str) and name.isidentifier() else repr(name))
         if name not in fields:
             raise FieldError(path, f"unknown field {name!r}{did_you_mean(str(name), fields)}")
-        kwargs[name] = coerce(value, hints[name], path)
-        metadata = fields[name].metadata
-        check_value(kwargs[name], path, metadata.get("bounds", ()), metadata.get("choices"))
-    for name, spec in fields.items():
-        if spec.metadata.get("required") and kwargs.get(name) in (None, []):
-            raise FieldError(_join(where, name), "required")
+        if name in refused:
+            raise FieldError(path, refused[name])
+        checked[name] = coerce(value, _hints(cls)[name], path)
+        found = problem(name, checked[name])
+        if found is not None:
+            raise FieldError(path, found)
+    return checked
+
+
+def build(cls: type, values: dict[str, Any], where: str = "") -> Any:
+    """An instance of dataclass `cls` from plain data, every field checked (name, type, bounds,
+    choices, required); its __post_init__ may raise FieldError for rules across fields."""
+    kwargs = _checked_fields(cls, values, where, _option_problem(cls))
+    for spec in dataclasses.fields(cls):
+        if spec.init and spec.metadata.get("required") and kwargs.get(spec.name) in (None, []):
+            raise FieldError(_join(where, spec.name), "required")
     try:
         return cls(**kwargs)
     except FieldError as error:
@@ -238,19 +272,25 @@ def set_flag(raw: dict[str, Any], name: str, value: str | list[str], extend: boo
 def field_type(cls: type, path: str) -> Any:
     """The annotation of a dotted field path of `cls` (None when there is no such field)."""
     annotation: Any = cls
-    for part in path.split("."):
-        annotation = _dataclass_of(annotation)
-        if annotation is None:
+    parts = path.split(".")
+    for index, part in enumerate(parts):
+        owner = _dataclass_of(annotation)
+        if owner is None:
             return None
-        hints = typing.get_type_hints(annotation)
-        if part not in hints or part not in {f.name for f in dataclasses.fields(annotation)}:
+        hints = _hints(owner)
+        if part not in hints or part not in {f.name for f in dataclasses.fields(owner)}:
             return None
         annotation = hints[part]
+        if _fields_of_spec(annotation) is not None and len(parts) > index + 2:
+            return None  # a FieldsOf section's fields are set whole, not field by field
     return annotation
 
 
 def _dataclass_of(annotation: Any) -> type | None:
-    """The dataclass in `annotation` (also in `Section | None`), or None."""
+    """The dataclass in `annotation` (also in `Section | None`, or the `cls` of FieldsOf), or None."""
+    spec = _fields_of_spec(annotation)
+    if spec is not None:
+        return spec.cls
     if dataclasses.is_dataclass(annotation):
         return annotation
     for arg in typing.get_args(annotation):
@@ -289,17 +329,22 @@ def load_flags(cls: type, argv: list[str]) -> Any:
 
 def fields_of(cls: type, prefix: str = "", sections: bool = True) -> list[tuple[str, dataclasses.Field]]:
     """(dotted name, field) of every field of `cls` in declaration order, a section's fields in
-    its place (or the section as one field, without `sections`)."""
-    hints = typing.get_type_hints(cls)
+    its place (or the section as one field, without `sections`); a FieldsOf section lists the
+    fields of its class that it does not refuse."""
     listed = []
     for spec in dataclasses.fields(cls):
         if not spec.init:
             continue
-        section = _dataclass_of(hints[spec.name]) if sections else None
-        if section is not None:
-            listed += fields_of(section, _join(prefix, spec.name))
+        path, annotation = _join(prefix, spec.name), _hints(cls)[spec.name]
+        given = _fields_of_spec(annotation) if sections else None
+        section = _dataclass_of(annotation) if sections else None
+        if given is not None:
+            listed += [(f"{path}.{f.name}", f) for f in dataclasses.fields(given.cls)
+                       if f.init and f.name not in given.refused]  # fmt: skip
+        elif section is not None:
+            listed += fields_of(section, path)
         else:
-            listed.append((_join(prefix, spec.name), spec))
+            listed.append((path, spec))
     return listed
 
 
@@ -318,22 +363,27 @@ def _default(spec: dataclasses.Field) -> Any:
 
 
 def help_lines(
-    cls: type, names: Iterable[str] | None = None, sections: bool = True, width: int = 100
+    cls: type,
+    names: Iterable[str] | None = None,
+    sections: bool = True,
+    choices: Mapping[str, tuple[Any, ...]] = types.MappingProxyType({}),
+    width: int = 100,
 ) -> list[str]:
     """One entry per field (`--name TYPE`, then its help and default, indented): all of `cls`'s
-    fields, or those whose top-level name is in `names` (a section's fields with it)."""
-    hints_by_class: dict[type, dict[str, Any]] = {}
+    fields, or those whose top-level name is in `names` (a section's fields with it). A field's
+    choices (its option()'s or, by field name, those in `choices`) are listed unless its help
+    quotes each."""
     lines = []
     wanted = set(names) if names is not None else None
     for name, spec in fields_of(cls, sections=sections):
         if wanted is not None and name.split(".")[0] not in wanted:
             continue
-        owner = _owner(cls, name)
-        hints = hints_by_class.setdefault(owner, typing.get_type_hints(owner))
+        hints = _hints(_owner(cls, name))
         metadata = spec.metadata
         text = " ".join(str(metadata.get("help") or "").split())
-        if metadata.get("choices"):
-            text += f" One of {', '.join(map(str, metadata['choices']))}."
+        allowed = metadata.get("choices") or choices.get(spec.name)
+        if allowed and not all(f"'{choice}'" in text for choice in allowed):
+            text += f" One of {', '.join(map(str, allowed))}."
         if metadata.get("required"):
             text += " (required)"
         elif _default(spec) is not None or "default" not in text:  # else the help tells the default
@@ -347,5 +397,5 @@ def _owner(cls: type, path: str) -> type:
     """The dataclass that declares the last part of a dotted path."""
     owner: Any = cls
     for part in path.split(".")[:-1]:
-        owner = _dataclass_of(typing.get_type_hints(owner)[part])
+        owner = _dataclass_of(_hints(owner)[part])
     return owner

@@ -48,7 +48,7 @@ def training_config(recipe: Recipe):
     """GTPOConfig (or GRPOConfig for the baseline) from the recipe's training fields; validates them."""
     from trl import GRPOConfig
 
-    from gtpo.trainer import GTPOConfig
+    from gtpo.config import GTPOConfig
 
     fields = {"seed": recipe.seed, "report_to": "none", "save_strategy": "steps", "save_steps": 100}
     fields.update(recipe.training)

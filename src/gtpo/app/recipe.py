@@ -1,21 +1,22 @@
 """Recipes: a YAML file that wires a model, a task, rewards, an optional warm start, GTPO (or the
 GRPO baseline) and evaluation. `gtpo train --config RECIPE.yaml [--field value ...]` reads one.
 
-A recipe has a few top-level sections (the Recipe dataclass below) and a `training` mapping of
-GTPOConfig fields (TRL's GRPOConfig fields plus GTPO's). Command-line overrides name a top-level
-field (`--model_name_or_path`), a field of a section with a dot (`--dataset.limit 100`), or a
-training field directly (`--learning_rate 1e-5`). Every name, type and range is checked before
-any model is loaded; a mistake is reported in one line that names the flag (for a value given on
-the command line) or the file and field, with the nearest valid name for a misspelt one.
+A recipe has a few top-level sections (the Recipe dataclass below) and a `training` section of
+GTPOConfig fields (TRL's GRPOConfig fields plus GTPO's), typed, documented and checked by
+GTPOConfig itself (gtpo.config's rules); the GTPOConfig is built from them when the run starts.
+Command-line overrides name a top-level field (`--model_name_or_path`), a field of a section with
+a dot (`--dataset.limit 100`, `--training.learning_rate 1e-5`), or a training field directly
+(`--learning_rate 1e-5`). Every name, type and range is checked before any model is loaded; a
+mistake is reported in one line that names the flag (for a value given on the command line) or
+the file and field, with the nearest valid name for a misspelt one.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 
@@ -23,10 +24,8 @@ from gtpo.app.evaluation.settings import check_sampling
 from gtpo.app.options import (
     ConfigError,
     FieldError,
+    FieldsOf,
     build,
-    check_value,
-    coerce,
-    did_you_mean,
     field_type,
     fields_of,
     is_list,
@@ -34,10 +33,52 @@ from gtpo.app.options import (
     parse_flags,
     set_flag,
 )
+from gtpo.config import GTPOConfig, field_problem
+from gtpo.rules import did_you_mean
 from gtpo.tasks.rewards import ANSWER_FORMATS
 
 RecipeError = ConfigError
 ALGORITHMS = ("gtpo", "grpo")
+
+# Training fields that `gtpo train` would accept and then not use, with what to use instead.
+_EVALUATION = "the trainer gets no eval dataset; the recipe's evaluation section evaluates, before and after"
+TRAINING_REFUSED: dict[str, str] = {
+    "seed": "the recipe's seed (--seed) seeds the whole run",
+    "data_seed": "the recipe's seed (--seed) also orders the data",
+    "resume_from_checkpoint": "gtpo train --resume continues from the last checkpoint",
+    "do_train": "gtpo train always trains",
+    **dict.fromkeys(
+        (
+            "do_eval",
+            "do_predict",
+            "eval_strategy",
+            "eval_steps",
+            "eval_delay",
+            "eval_on_start",
+            "per_device_eval_batch_size",
+            "eval_accumulation_steps",
+            "num_generations_eval",
+            "bf16_full_eval",
+            "fp16_full_eval",
+            "prediction_loss_only",
+            "eval_do_concat_batches",
+            "eval_use_gather_object",
+            "batch_eval_metrics",
+            "load_best_model_at_end",
+            "metric_for_best_model",
+        ),
+        _EVALUATION,
+    ),
+}
+# The recipe's training section: the GTPOConfig fields a recipe sets, checked by GTPOConfig's rules.
+TrainingFields = Annotated[
+    dict[str, Any],
+    FieldsOf(
+        GTPOConfig,
+        field_problem,
+        {name: f"not used by gtpo train: {reason}" for name, reason in TRAINING_REFUSED.items()},
+    ),
+]
 
 
 @dataclass
@@ -114,12 +155,13 @@ class Recipe:
     seed: int = option(0, "Seed of the model's initialisation, data, warm start, training and evaluation.")
     dataset: DatasetSection = option(help="Training data.", factory=DatasetSection)
     rewards: list[str] = option(
-        help="Reward functions from gtpo.rewards.", factory=lambda: ["format_reward", "correctness_reward"]
+        help="Reward functions from gtpo.tasks.rewards.",
+        factory=lambda: ["format_reward", "correctness_reward"],
     )
     warm_start: WarmStartSection = option(help="Supervised warm start.", factory=WarmStartSection)
     evaluation: EvaluationSection = option(help="Held-out evaluation.", factory=EvaluationSection)
     lora: LoraSection | None = option(None, "LoRA adapter; none: full fine-tuning.")
-    training: dict[str, Any] = option(help="GTPOConfig fields.", factory=dict)
+    training: TrainingFields = option(help="GTPOConfig fields.", factory=dict)
 
     def __post_init__(self) -> None:
         from gtpo.tasks.rewards import REWARDS
@@ -130,124 +172,41 @@ class Recipe:
             if name not in REWARDS:
                 hint = did_you_mean(name, REWARDS)
                 raise FieldError("rewards", f"unknown reward {name!r}{hint}; known: {', '.join(REWARDS)}")
+        _check_backends_installed(self.training.get("report_to"))
 
 
-# TRL and transformers training fields whose bad values would otherwise surface only once a model
-# is loaded (or never, as a silently odd run). GTPO's own fields are checked by GTPOConfig.
-TRAINING_BOUNDS: dict[str, tuple[str, ...]] = {
-    "learning_rate": (">= 0",),
-    "weight_decay": (">= 0",),
-    "max_grad_norm": (">= 0",),
-    "per_device_train_batch_size": (">= 1",),
-    "gradient_accumulation_steps": (">= 1",),
-    "num_generations": (">= 2",),
-    "generation_batch_size": (">= 1",),
-    "steps_per_generation": (">= 1",),
-    "num_iterations": (">= 1",),
-    "max_completion_length": (">= 1",),
-    "temperature": ("> 0",),
-    "top_p": ("> 0", "<= 1"),
-    "top_k": (">= 0",),
-    "repetition_penalty": ("> 0",),
-    "beta": (">= 0",),
-    "epsilon": (">= 0",),
-    "epsilon_high": (">= 0",),
-    "num_train_epochs": ("> 0",),
-    "warmup_steps": (">= 0",),
-    "save_steps": ("> 0",),
-    "logging_steps": ("> 0",),
-}
-TRAINING_CHOICES: dict[str, tuple[str, ...]] = {
-    "scale_rewards": ("group", "batch", "none"),
-    "multi_objective_aggregation": ("sum_then_normalize", "normalize_then_sum"),
-}
+def _check_backends_installed(report_to: str | list[str] | None) -> None:
+    """A logging backend that is not installed fails here, not once a model is loaded."""
+    from importlib.metadata import PackageNotFoundError, metadata
 
-# Training fields that `gtpo train` would accept and then not use, with what to use instead.
-_EVALUATION = "the trainer gets no eval dataset; the recipe's evaluation section evaluates, before and after"
-TRAINING_REFUSED: dict[str, str] = {
-    "seed": "the recipe's seed (--seed) seeds the whole run",
-    "data_seed": "the recipe's seed (--seed) also orders the data",
-    "resume_from_checkpoint": "gtpo train --resume continues from the last checkpoint",
-    "do_train": "gtpo train always trains",
-    **dict.fromkeys(
-        (
-            "do_eval",
-            "do_predict",
-            "eval_strategy",
-            "eval_steps",
-            "eval_delay",
-            "eval_on_start",
-            "per_device_eval_batch_size",
-            "eval_accumulation_steps",
-            "num_generations_eval",
-            "bf16_full_eval",
-            "fp16_full_eval",
-            "prediction_loss_only",
-            "eval_do_concat_batches",
-            "eval_use_gather_object",
-            "batch_eval_metrics",
-            "load_best_model_at_end",
-            "metric_for_best_model",
-        ),
-        _EVALUATION,
-    ),
-}
+    from transformers.integrations.integration_utils import get_available_reporting_integrations
+
+    names = [report_to] if isinstance(report_to, str) else report_to or []
+    missing = [name for name in names if name not in ("none", "all", *get_available_reporting_integrations())]
+    if not missing:
+        return
+    try:
+        extras = metadata("gtpo").get_all("Provides-Extra") or []
+    except PackageNotFoundError:
+        extras = []
+    install = f"pip install 'gtpo[{missing[0]}]'" if missing[0] in extras else f"pip install {missing[0]}"
+    raise FieldError("training.report_to", f"{missing[0]!r} is not installed ({install})")
 
 
-def training_fields() -> dict[str, Any]:
-    """GTPOConfig's field names and their type annotations."""
-    from gtpo.trainer import GTPOConfig
-
-    hints = typing.get_type_hints(GTPOConfig)
-    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(GTPOConfig) if f.init}
-
-
-def _check_training(training: dict[str, Any]) -> dict[str, Any]:
-    known = training_fields()
-    checked = {}
-    for name, value in training.items():
-        path = f"training.{name if isinstance(name, str) and name.isidentifier() else repr(name)}"
-        if name not in known:
-            raise FieldError(path, f"unknown training field{did_you_mean(str(name), known)}")
-        if name in TRAINING_REFUSED:
-            raise FieldError(path, f"not used by gtpo train: {TRAINING_REFUSED[name]}")
-        checked[name] = coerce(value, known[name], path)
-        check_value(checked[name], path, TRAINING_BOUNDS.get(name, ()), TRAINING_CHOICES.get(name))
-    if checked.get("max_steps", -1) != -1 and checked["max_steps"] < 1:
-        raise FieldError(
-            "training.max_steps",
-            f"must be >= 1, or -1 to train for num_train_epochs, got {checked['max_steps']}",
-        )
-    return checked
-
-
-def _apply_override(raw: dict[str, Any], name: str, value: str | list[str], given: set[str]) -> str:
-    """Put a flag's value into the raw recipe; returns the field path it set."""
-    head, *rest = name.split(".")
-    if head != "training":
-        annotation = field_type(Recipe, name)
-        if annotation is not None:
-            set_flag(raw, name, value, extend=name in given and is_list(annotation))
-            return name
-        if head in {f.name for f in dataclasses.fields(Recipe)}:
-            hint = did_you_mean(rest[-1], _section_fields(head))
-            raise FieldError(name, f"unknown field {rest[-1]!r}{hint}")
-    elif len(rest) == 1:
-        name = rest[0]
-    else:
-        raise RecipeError(
-            f"--{name}: name one training field, as --training.learning_rate or --learning_rate"
-        )
-    if name in training_fields():
-        path = f"training.{name}"
-        set_flag(raw, path, value, extend=path in given and is_list(training_fields()[name]))
-        return path
-    names = [*(p for p, _ in fields_of(Recipe)), *training_fields()]
+def _field_path(name: str) -> str:
+    """The recipe field a flag sets: its dotted path, or a training field named without
+    `training.`; FieldError or RecipeError for a name that is neither."""
+    if field_type(Recipe, name) is not None:
+        return name
+    if "." not in name and field_type(Recipe, f"training.{name}") is not None:
+        return f"training.{name}"
+    section, _, rest = name.partition(".")
+    if rest and field_type(Recipe, section) is not None:
+        fields = [path.rpartition(".")[2] for path, _ in fields_of(Recipe) if path.startswith(f"{section}.")]
+        last = rest.rpartition(".")[2]
+        raise FieldError(name, f"unknown field {last!r}{did_you_mean(last, fields)}")
+    names = [path.removeprefix("training.") for path, _ in fields_of(Recipe)]
     raise RecipeError(f"--{name}: unknown flag{did_you_mean(name, names)}")
-
-
-def _section_fields(section: str) -> list[str]:
-    return [p.split(".")[-1] for p, _ in fields_of(Recipe) if p.startswith(section + ".")]
 
 
 def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> Recipe:
@@ -269,11 +228,13 @@ def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> 
     flags: dict[str, str] = {}  # field path -> the flag that set it, so that an error names the flag
     for name, value in parse_flags(overrides or []):
         try:
-            flags[_apply_override(raw, name, value, set(flags))] = f"--{name}"
+            path = _field_path(name)
         except FieldError as error:
             raise RecipeError(f"--{name}: {error.problem}") from None
+        set_flag(raw, path, value, extend=path in flags and is_list(field_type(Recipe, path)))
+        flags[path] = f"--{name}"
     try:
-        recipe = _check_recipe(raw)
+        recipe = build(Recipe, raw)
         _refuse_unused(recipe, flags)
     except FieldError as error:
         flag = flags.get(error.path)
@@ -288,16 +249,6 @@ def _refuse_unused(recipe: Recipe, flags: dict[str, str]) -> None:
             raise FieldError(path, "set, but warm_start.steps is 0 (no warm start)")
         if path.startswith("evaluation.") and recipe.evaluation.dataset is None:
             raise FieldError(path, "set, but the recipe names no evaluation.dataset (no evaluation)")
-
-
-def _check_recipe(raw: dict[str, Any]) -> Recipe:
-    """Build a Recipe from plain data, checking names, types, ranges and the cross-field rules."""
-    training = raw.pop("training", None) or {}
-    if not isinstance(training, dict):
-        raise FieldError("training", "expected a mapping of training fields")
-    recipe = build(Recipe, raw)
-    recipe.training = _check_training(training)
-    return recipe
 
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:

@@ -39,7 +39,7 @@ text, and list_items splits a list ("2, 5", "\\{1, 2\\}"; not a tuple or an inte
 values, so that the grader can compare several boxes with the values the gold lists.
 
 No pattern here has nested quantifiers, so the cost is at most quadratic in the input, and callers
-cut answers to a bounded length (gtpo.rewards.MAX_ANSWER_CHARS) first.
+cut answers to a bounded length (gtpo.tasks.rewards.MAX_ANSWER_CHARS) first.
 """
 
 from __future__ import annotations

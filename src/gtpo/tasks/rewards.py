@@ -489,7 +489,7 @@ def format_reward(completions: list, **kwargs) -> list[float]:
 def correctness_reward(
     completions: list, answer: list[str], answer_format: str = "tags", **kwargs
 ) -> list[float]:
-    """10 when the completion's answer (gtpo.rewards.final_answer: the paper's tags by default,
+    """10 when the completion's answer (final_answer: the paper's tags by default,
     `answer_format="boxed"` or `"any"` otherwise) equals the gold one, else 0 (logs the share correct)."""
     predictions = [final_answer(completion_text(c), answer_format) for c in completions]
     verdicts = answers_equal_many(list(zip(predictions, answer, strict=True)))
