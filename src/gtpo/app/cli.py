@@ -15,7 +15,8 @@ import sys
 import warnings
 from typing import NoReturn
 
-from gtpo.app.options import ConfigError, fields_of, help_lines, load_flags
+from gtpo.app.help import help_lines
+from gtpo.app.options import ConfigError, fields_of, load_flags
 from gtpo.rules import did_you_mean
 
 TRAIN_USAGE = "usage: gtpo train --config RECIPE.yaml [--resume] [--FIELD VALUE ...]"

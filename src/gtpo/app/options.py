@@ -15,10 +15,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-import textwrap
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import yaml
@@ -79,7 +78,7 @@ def _fields_of_spec(annotation: Any) -> FieldsOf | None:
 
 
 @functools.cache
-def _hints(cls: type) -> dict[str, Any]:
+def type_hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls, include_extras=True)
 
 
@@ -200,7 +199,7 @@ def _checked_fields(
             raise FieldError(path, f"unknown field {name!r}{did_you_mean(str(name), fields)}")
         if name in refused:
             raise FieldError(path, refused[name])
-        checked[name] = coerce(value, _hints(cls)[name], path)
+        checked[name] = coerce(value, type_hints(cls)[name], path)
         found = problem(name, checked[name])
         if found is not None:
             raise FieldError(path, found)
@@ -274,10 +273,10 @@ def field_type(cls: type, path: str) -> Any:
     annotation: Any = cls
     parts = path.split(".")
     for index, part in enumerate(parts):
-        owner = _dataclass_of(annotation)
+        owner = dataclass_of(annotation)
         if owner is None:
             return None
-        hints = _hints(owner)
+        hints = type_hints(owner)
         if part not in hints or part not in {f.name for f in dataclasses.fields(owner)}:
             return None
         annotation = hints[part]
@@ -286,7 +285,7 @@ def field_type(cls: type, path: str) -> Any:
     return annotation
 
 
-def _dataclass_of(annotation: Any) -> type | None:
+def dataclass_of(annotation: Any) -> type | None:
     """The dataclass in `annotation` (also in `Section | None`, or the `cls` of FieldsOf), or None."""
     spec = _fields_of_spec(annotation)
     if spec is not None:
@@ -323,7 +322,7 @@ def load_flags(cls: type, argv: list[str]) -> Any:
 
 
 # ------------------------------------------------------------------------------------------------
-# Help
+# Fields, in declaration order (for --help and did-you-mean)
 # ------------------------------------------------------------------------------------------------
 
 
@@ -335,9 +334,9 @@ def fields_of(cls: type, prefix: str = "", sections: bool = True) -> list[tuple[
     for spec in dataclasses.fields(cls):
         if not spec.init:
             continue
-        path, annotation = _join(prefix, spec.name), _hints(cls)[spec.name]
+        path, annotation = _join(prefix, spec.name), type_hints(cls)[spec.name]
         given = _fields_of_spec(annotation) if sections else None
-        section = _dataclass_of(annotation) if sections else None
+        section = dataclass_of(annotation) if sections else None
         if given is not None:
             listed += [(f"{path}.{f.name}", f) for f in dataclasses.fields(given.cls)
                        if f.init and f.name not in given.refused]  # fmt: skip
@@ -346,56 +345,3 @@ def fields_of(cls: type, prefix: str = "", sections: bool = True) -> list[tuple[
         else:
             listed.append((path, spec))
     return listed
-
-
-def _type_name(annotation: Any) -> str:
-    if isinstance(annotation, type):
-        return annotation.__name__
-    return str(annotation).replace("typing.", "")
-
-
-def _default(spec: dataclasses.Field) -> Any:
-    if spec.default is not dataclasses.MISSING:
-        return spec.default
-    if spec.default_factory is not dataclasses.MISSING:
-        return spec.default_factory()
-    return None
-
-
-def help_lines(
-    cls: type,
-    names: Iterable[str] | None = None,
-    sections: bool = True,
-    choices: Mapping[str, tuple[Any, ...]] = types.MappingProxyType({}),
-    width: int = 100,
-) -> list[str]:
-    """One entry per field (`--name TYPE`, then its help and default, indented): all of `cls`'s
-    fields, or those whose top-level name is in `names` (a section's fields with it). A field's
-    choices (its option()'s or, by field name, those in `choices`) are listed unless its help
-    quotes each."""
-    lines = []
-    wanted = set(names) if names is not None else None
-    for name, spec in fields_of(cls, sections=sections):
-        if wanted is not None and name.split(".")[0] not in wanted:
-            continue
-        hints = _hints(_owner(cls, name))
-        metadata = spec.metadata
-        text = " ".join(str(metadata.get("help") or "").split())
-        allowed = metadata.get("choices") or choices.get(spec.name)
-        if allowed and not all(f"'{choice}'" in text for choice in allowed):
-            text += f" One of {', '.join(map(str, allowed))}."
-        if metadata.get("required"):
-            text += " (required)"
-        elif _default(spec) is not None or "default" not in text:  # else the help tells the default
-            text += f" (default: {_default(spec)!r})"
-        lines.append(f"  --{name} {_type_name(hints[spec.name])}")
-        lines += textwrap.wrap(text, width, initial_indent=" " * 6, subsequent_indent=" " * 6)
-    return lines
-
-
-def _owner(cls: type, path: str) -> type:
-    """The dataclass that declares the last part of a dotted path."""
-    owner: Any = cls
-    for part in path.split(".")[:-1]:
-        owner = _dataclass_of(_hints(owner)[part])
-    return owner
