@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 from conftest import tiny_config
+from accelerate.utils.operations import GatheredParameters
 from datasets import Dataset
 
 from gtpo.app.models import build_tiny_model, build_tokenizer
@@ -46,7 +47,8 @@ def train(out_dir: str) -> dict:
         processing_class=tokenizer,
     )
     trainer.train()
-    final = checksum(trainer.accelerator.get_state_dict(trainer.model, unwrap=True))
+    with GatheredParameters(list(trainer.model.parameters())):  # ZeRO-3: each process's full parameters
+        final = checksum(dict(trainer.model.named_parameters()))
     accelerator = trainer.accelerator
     result = {
         "rank": accelerator.process_index,

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import inspect
+import sys
 import textwrap
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -85,7 +87,26 @@ def end_process_group() -> None:
     """
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         gc.collect()  # the trainer and its callbacks reference each other: free the DDP reducer now
+        _release_deepspeed_groups(torch.distributed.group.WORLD)
         torch.distributed.destroy_process_group()
+
+
+def _release_deepspeed_groups(world) -> None:
+    """Drop DeepSpeed's references to process groups, so that destroying them joins their threads.
+
+    DeepSpeed's TorchBackend takes `torch.distributed.GroupMember.WORLD` as the default of its
+    barriers' `group` argument, evaluated when deepspeed is first imported: imported after the group
+    is up (accelerate imports it lazily, during training, whenever it is installed), the defaults
+    hold the world group for good. None means the world group to them, as it does to torch.
+    """
+    backend = sys.modules.get("deepspeed.comm.torch")
+    if backend is None:
+        return
+    for method in vars(backend.TorchBackend).values():
+        function = inspect.unwrap(method) if callable(method) else None
+        defaults = getattr(function, "__defaults__", None)
+        if defaults and any(value is world for value in defaults):
+            function.__defaults__ = tuple(None if value is world else value for value in defaults)
 
 
 class GTPOTrainer(CrashSafeCheckpoints, GRPOTrainer):
