@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import torch
-from conftest import tiny_config
 from accelerate.utils.operations import GatheredParameters
+from conftest import tiny_config
 from datasets import Dataset
 
 from gtpo.app.models import build_tiny_model, build_tokenizer
