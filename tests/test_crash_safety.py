@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -335,3 +336,68 @@ def test_evaluation_records_are_rewritten_atomically(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert list(SamplesFile(path).finished(1)) == ["0"]
     assert path.read_text() == '{"id": "0", "sample": 0}\n'
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.slow
+def test_resume_skips_a_damaged_newest_checkpoint_for_the_previous_one(
+    reference, tmp_path, monkeypatch, capsys
+):
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    _truncate(run / "checkpoint-7" / "model.safetensors")
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "matplotlib"))
+    assert main([*_train_argv(_write_recipe(tmp_path), run), "--resume"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    damaged = [line for line in lines if ": damaged, " in line]
+    assert damaged == [
+        f"{run / 'checkpoint-7'}: damaged, not resumed from: model.safetensors is unreadable "
+        "(Error while deserializing header: incomplete metadata, file not fully covered)"
+    ]
+    assert any(line.startswith(f"resuming from {run / 'checkpoint-6'}") for line in lines)
+    # Step 7 trained again from checkpoint-6 ends exactly as the uninterrupted run.
+    _assert_same_parameters(run, reference)
+
+
+@pytest.mark.slow
+def test_resume_with_only_damaged_checkpoints_refuses_in_one_line_and_deletes_nothing(
+    reference, tmp_path, capsys
+):
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    _truncate(run / "checkpoint-7" / "model.safetensors")
+    (run / "checkpoint-6" / "trainer_state.json").write_text('{"global_step": ')
+    before = sorted(str(p.relative_to(run)) for p in run.rglob("*"))
+    assert main([*_train_argv(_write_recipe(tmp_path), run), "--resume"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert (
+        err[-1]
+        == f"gtpo train: error: --resume: no complete checkpoint in {run}; run without --resume to start over"
+    )
+    assert any(
+        line.startswith(f"{run / 'checkpoint-6'}: damaged") and "trainer_state.json" in line for line in err
+    )
+    assert sorted(str(p.relative_to(run)) for p in run.rglob("*")) == before
+
+
+def test_checkpoint_problem_names_what_a_resume_would_trip_on(tmp_path):
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "checkpoint-1"
+    folder.mkdir()
+    save_file({"weight": torch.ones(64)}, folder / "model.safetensors")
+    (folder / "trainer_state.json").write_text('{"global_step": 1}')
+    torch.save({"state": {}}, folder / "optimizer.pt")
+    assert checkpoints.checkpoint_problem(str(folder)) is None
+    _truncate(folder / "optimizer.pt")
+    assert (
+        checkpoints.checkpoint_problem(str(folder)) == "optimizer.pt is unreadable (File is not a zip file)"
+    )
+    (folder / "optimizer.pt").unlink()
+    assert checkpoints.checkpoint_problem(str(folder)) == "no optimizer.pt"
+    (folder / "model.safetensors").unlink()
+    assert checkpoints.checkpoint_problem(str(folder)) == "no model weights (model.safetensors)"

@@ -8,6 +8,10 @@ the rename leaves only the staging directory: resuming ignores it (transformers 
 renamed into staging names before they are deleted, so deleting one never leaves a partial
 `checkpoint-N` either.
 
+A checkpoint can still be damaged afterwards (a full disk, a copy cut short): `usable_checkpoint`
+checks the one a resume would load (`checkpoint_problem`: files present, safetensors headers and
+torch zip archives readable, the JSON state parsing) and falls back to the newest sound one.
+
 `CrashSafeCheckpoints` is the trainer mixin that does all this, and restores what a resumed run
 needs to continue exactly. It is the only place that overrides transformers' and TRL's
 checkpoint methods (the private names are listed in docs/training.md).
@@ -15,13 +19,17 @@ checkpoint methods (the private names are listed in docs/training.md).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
-from collections.abc import Iterator
+import sys
+import zipfile
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from torch.utils.data import Sampler
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, sort_checkpoints
@@ -90,6 +98,59 @@ def prune(run_dir: str, limit: int | None, best: str | None) -> None:
         discard(path)
 
 
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
+
+
+def checkpoint_problem(folder: str) -> str | None:
+    """What makes checkpoint `folder` unusable for a resume, in a few words; None when it is sound.
+
+    Checked without loading tensors: the weights, trainer_state.json and the optimizer state are
+    present (DeepSpeed's own global_step* directory counts as the optimizer state); every
+    safetensors file's header parses and the file is as long as the header says; every torch file
+    (optimizer, scheduler, RNG states, generation buffers) is a readable zip archive; the JSON
+    state files parse."""
+    names = set(os.listdir(folder))
+    if not names & set(WEIGHT_FILES):
+        return "no model weights (model.safetensors)"
+    if TRAINER_STATE_NAME not in names:
+        return f"no {TRAINER_STATE_NAME}"
+    deepspeed = any(name.startswith("global_step") for name in names)
+    if "optimizer.pt" not in names and not deepspeed:
+        return "no optimizer.pt"
+    for name in sorted(names):
+        path = os.path.join(folder, name)
+        try:
+            if name.endswith(".safetensors"):
+                _check_safetensors(path)
+            elif name.endswith((".pt", ".pth")) and os.path.isfile(path):
+                with zipfile.ZipFile(path):
+                    pass
+            elif name.endswith(".json"):
+                with open(path) as file:
+                    json.load(file)
+        except Exception as error:  # any failure to read means the resume would fail
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            return f"{name} is unreadable ({reason})"
+    return None
+
+
+def _check_safetensors(path: str) -> None:
+    """Raise if the safetensors file's header does not parse or its data is cut short."""
+    with safe_open(path, framework="pt") as file:  # validates the header against the file size
+        file.keys()
+
+
+def usable_checkpoint(run_dir: str, report: Callable[[str], None]) -> str | None:
+    """The newest checkpoint in `run_dir` that `checkpoint_problem` finds sound, or None; each newer
+    one it skips is reported in one line through `report`. Nothing is deleted."""
+    for path in reversed(sort_checkpoints(run_dir)):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path
+        report(f"{path}: damaged, not resumed from: {problem}")
+    return None
+
+
 class EpochSeededSampler(Sampler[int]):
     """TRL's RepeatSampler, with the order of epoch e the same in a run resumed in epoch e.
 
@@ -132,6 +193,21 @@ class CrashSafeCheckpoints:
 
     def load_resume_state(self, state: dict[str, Any]) -> None:
         """Restore what resume_state() returned."""
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
+        """Trainer.train, resuming only from a sound checkpoint (`checkpoint_problem`): `True` takes
+        the newest sound one in output_dir (each damaged newer one named on stderr), a path that is
+        damaged raises ValueError naming the problem."""
+        if resume_from_checkpoint is True:
+            report = functools.partial(print, file=sys.stderr)
+            resume_from_checkpoint = usable_checkpoint(self.args.output_dir, report)
+            if resume_from_checkpoint is None:
+                raise ValueError(f"no sound checkpoint to resume from in {self.args.output_dir}")
+        elif resume_from_checkpoint and os.path.isdir(resume_from_checkpoint):
+            problem = checkpoint_problem(resume_from_checkpoint)
+            if problem is not None:
+                raise ValueError(f"{resume_from_checkpoint}: damaged, cannot resume from it: {problem}")
+        return super().train(resume_from_checkpoint, *args, **kwargs)
 
     def _get_train_sampler(self, dataset=None):
         return EpochSeededSampler(super()._get_train_sampler(dataset))

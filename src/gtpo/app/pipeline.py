@@ -14,6 +14,7 @@ run_dir/
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import sys
 from pathlib import Path
@@ -24,12 +25,12 @@ import transformers
 import yaml
 from datasets import Dataset
 from transformers import TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
 from trl import GRPOTrainer
 
 from gtpo.app.console import use_console_log
 from gtpo.app.recipe import DatasetSection, Recipe, RecipeError, recipe_to_dict
 from gtpo.app.report import write_report
+from gtpo.checkpoints import usable_checkpoint
 from gtpo.jsonl import read_jsonl, write_jsonl
 
 
@@ -157,7 +158,8 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
     run_dir = Path(config.output_dir)
     checkpoint = None
     if resume:
-        checkpoint = get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
+        report = functools.partial(print, file=sys.stderr)
+        checkpoint = usable_checkpoint(str(run_dir), report) if run_dir.is_dir() else None
         if checkpoint is None:
             raise RecipeError(
                 f"--resume: no complete checkpoint in {run_dir}; run without --resume to start over"
