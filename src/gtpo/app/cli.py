@@ -17,6 +17,7 @@ from typing import NoReturn
 
 from gtpo.app.help import help_lines
 from gtpo.app.options import ConfigError, fields_of, load_flags
+from gtpo.distributed import fail_fast, is_main
 from gtpo.rules import did_you_mean
 
 TRAIN_USAGE = "usage: gtpo train --config RECIPE.yaml [--resume] [--FIELD VALUE ...]"
@@ -101,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     if {"-h", "--help"} & set(extra):
         print(train_help() if command == "train" else eval_help(), end="")
         return 0
+    return fail_fast(command, lambda: _run(args, extra))
+
+
+def _run(args: argparse.Namespace, extra: list[str]) -> int:
+    command = args.command
     try:
         if command == "train":
             return _train(args.config, extra, args.resume)
@@ -126,10 +132,10 @@ def _train(config: str | None, overrides: list[str], resume: bool) -> int:
     from gtpo.app.report import summary_table
     from gtpo.trainer import end_process_group
 
-    try:
-        run_dir = run_training(load_recipe(config, overrides), resume=resume)
-    finally:
-        end_process_group()  # the trainer is gone once run_training returns
+    run_dir = run_training(load_recipe(config, overrides), resume=resume)
+    end_process_group()  # the trainer is gone once run_training returns (a failure: see fail_fast)
+    if not is_main():
+        return 0
     print(f"run directory: {run_dir}")
     summary_file = run_dir / "summary.json"
     if summary_file.exists():

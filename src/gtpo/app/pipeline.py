@@ -9,10 +9,17 @@ run_dir/
   eval/before, eval/after  evaluation samples, results.json and results.md
   summary.json           held-out accuracy and formatting before (unless skipped) and after RL
   plots/*.png, report.html
+
+Under a launch with several processes (`accelerate launch ... -m gtpo train`), every process runs
+the whole pipeline: the warm start and RL data parallel (the warm start's batch split evenly over
+the processes, so its global batch is the recipe's), each evaluation sharded (each process
+generates every N-th problem, gathered on the main process). Only the main process writes into the
+run directory and prints; the others wait for it at a barrier where they read what it wrote.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -26,11 +33,13 @@ import yaml
 from datasets import Dataset
 from transformers import TrainerCallback
 from trl import GRPOTrainer
+from trl.models import unwrap_model_for_generation
 
 from gtpo.app.console import use_console_log
 from gtpo.app.recipe import DatasetSection, Recipe, RecipeError, recipe_to_dict
 from gtpo.app.report import write_report
 from gtpo.checkpoints import usable_checkpoint
+from gtpo.distributed import barrier, is_main, world_size
 from gtpo.jsonl import read_jsonl, write_jsonl
 
 
@@ -152,24 +161,29 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
         raise RecipeError(
             "warm_start.steps: the dataset has no worked solutions (arithmetic, gsm8k and math have)"
         )
+    if recipe.warm_start.steps > 0 and recipe.warm_start.batch_size % world_size():
+        raise RecipeError(
+            f"warm_start.batch_size: {recipe.warm_start.batch_size} does not split evenly over "
+            f"{world_size()} processes (each trains on an equal share of every batch)"
+        )
     eval_dataset = None
     if recipe.evaluation.dataset is not None:
         eval_dataset = load_dataset_section(recipe.evaluation.dataset, "test", recipe.seed + 1)
     run_dir = Path(config.output_dir)
     checkpoint = None
     if resume:
-        report = functools.partial(print, file=sys.stderr)
+        report = functools.partial(print, file=sys.stderr) if is_main() else lambda line: None
         checkpoint = usable_checkpoint(str(run_dir), report) if run_dir.is_dir() else None
         if checkpoint is None:
             raise RecipeError(
                 f"--resume: no complete checkpoint in {run_dir}; run without --resume to start over"
             )
-        print(
-            f"resuming from {checkpoint}: the warm start and the evaluation before training are not redone",
-            file=sys.stderr,
+        report(
+            f"resuming from {checkpoint}: the warm start and the evaluation before training are not redone"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
+    if is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
 
     model, tokenizer = load_model_and_tokenizer(recipe.model_name_or_path, seed=recipe.seed)
     if recipe.warm_start.steps > 0 and not resume:
@@ -184,7 +198,7 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
             format_fraction=section.format_fraction,
             output_dir=str(run_dir / "warm_start"),
             learning_rate=section.learning_rate,
-            batch_size=section.batch_size,
+            batch_size=section.batch_size // world_size(),  # data parallel: the same global batch
             seed=recipe.seed,
         )
 
@@ -213,9 +227,10 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
     needs_reference_path = config.beta != 0.0 and peft_config is None
     seeded_base = peft_config is not None and recipe.model_name_or_path in TINY_MODELS
     keeps_start = recipe.warm_start.steps > 0 or needs_reference_path or seeded_base
-    if not resume and keeps_start:
+    if not resume and keeps_start and is_main():
         model.save_pretrained(start)
         tokenizer.save_pretrained(start)
+    barrier()
     if needs_reference_path and start.exists():
         model = str(start)
     elif keeps_start and start.exists():
@@ -235,15 +250,20 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
     trainer.save_model(str(run_dir / "final"))
 
     if eval_dataset is not None:
-        # Without the mixed-precision patch, as for the saved model (see gtpo.app.warmstart).
-        policy = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
-        summary["after"] = _evaluate(policy, tokenizer, recipe, eval_dataset, run_dir / "eval" / "after")
+        # Without the mixed-precision patch, as for the saved model (see gtpo.app.warmstart); under
+        # ZeRO-3 with the parameters gathered, since each process generates for its own problems.
+        gathered = unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator)
+        with gathered if trainer.is_deepspeed_enabled else contextlib.nullcontext() as policy:
+            policy = policy or trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+            summary["after"] = _evaluate(policy, tokenizer, recipe, eval_dataset, run_dir / "eval" / "after")
         before_file = run_dir / "eval" / "before" / "results.json"
         if "before" not in summary and before_file.exists():
             from gtpo.app.evaluation.results import flat_metrics
 
             stored = flat_metrics(json.loads(before_file.read_text()))
             summary["before"] = stored[recipe.evaluation.dataset.name]
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    write_report([run_dir])
+    if is_main():
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_report([run_dir])
+    barrier()
     return run_dir

@@ -10,6 +10,10 @@ Metrics (each with a standard error over problems):
     formatting   share of completions with an answer in the chosen convention
 With several seeds the whole evaluation runs once per seed; each metric is reported as the mean and
 standard deviation over seeds.
+Under a launch with several processes (`accelerate launch ... -m gtpo eval` or `gtpo train`) each
+process generates every N-th problem not yet on disk; the main process gathers them and alone writes
+the samples and results files, so each problem is evaluated once. Greedy results equal a one-process
+run's; sampled completions are drawn from per-process seeds, so they differ from one process's.
 
 Files written to the output directory (one `seed_<s>/` directory per seed when there are several):
     samples_<benchmark>.jsonl         one record per sampled completion, written problem by problem,
@@ -29,6 +33,7 @@ results (results.json, results.md); this one runs them: evaluate() and `gtpo eva
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,6 +41,7 @@ from typing import Any
 from datasets import Dataset
 from tqdm.auto import tqdm
 
+from gtpo import distributed
 from gtpo.app.evaluation.generation import Pass, generate_pass, passes_for
 from gtpo.app.evaluation.metrics import sample_metrics
 from gtpo.app.evaluation.results import combine, results_table, shown, write_results
@@ -85,7 +91,8 @@ def evaluate(
         seeds=chosen.seeds, batch_size=chosen.batch_size, protocol=chosen.protocol,
         overrides=set_fields(chosen) if chosen.protocol else {},
     )  # fmt: skip
-    write_results(output, results)
+    if distributed.is_main():
+        write_results(output, results)
     return results
 
 
@@ -102,7 +109,8 @@ def _evaluate_seed(
 ) -> tuple[dict[str, dict[str, tuple[float, float]]], dict[str, dict[str, float]]]:
     """One seed's evaluation of every benchmark under its plan: (value, stderr) per metric per
     benchmark, and generation speed per benchmark."""
-    output_dir.mkdir(parents=True, exist_ok=True)
+    if distributed.is_main():
+        output_dir.mkdir(parents=True, exist_ok=True)
     metrics, speeds = {}, {}
     for name, dataset in benchmarks.items():
         plan = plans[name]
@@ -130,33 +138,57 @@ def _run_pass(
     """One pass over a benchmark, resumed from its samples file: the problems not yet on disk are
     generated, each written as soon as it is done; returns every problem's records and the speed."""
     samples = SamplesFile(spec.path)
-    samples.check_settings(spec.settings(seed))
-    records = samples.finished(spec.num_samples)
+    main = distributed.is_main()
+    records: dict[str, list[dict[str, Any]]] = {}
+    if main:
+        samples.check_settings(spec.settings(seed))
+        records = samples.finished(spec.num_samples)
+    records = distributed.broadcast(records)
     todo = [row for row in dataset if row["id"] not in records]
-    if len(todo) < len(dataset):
+    if len(todo) < len(dataset) and main:
         print(
             f"{spec.name}: {len(records)} of {len(dataset)} problems already in {spec.path}, resuming",
             file=sys.stderr,
         )
-    progress = tqdm(total=len(dataset), initial=len(records), desc=spec.name, disable=not show_progress)
-    with samples.appender() as append:
+    mine = distributed.shard(todo)
+    progress = tqdm(
+        total=len(records) + len(mine),
+        initial=len(records),
+        desc=spec.name,
+        disable=not (show_progress and main),
+    )
+    with samples.appender() if main else contextlib.nullcontext(lambda problem: None) as append:
 
         def done(problem: list[dict[str, Any]]) -> None:
             append(problem)
             progress.update(1)
 
         new, speed = generate_pass(
-            model, tokenizer, todo, spec, batch_size=batch_size, seed=seed,
-            first_job=len(records) * spec.num_samples, on_problem=done,
+            model, tokenizer, mine, spec, batch_size=batch_size, seed=seed,
+            first_job=(len(records) + distributed.rank() * len(todo)) * spec.num_samples, on_problem=done,
         )  # fmt: skip
+        shares = distributed.gather((new, speed))
+        for share, _ in shares[1:]:  # the other processes' problems, written by the main one
+            for problem in share.values():
+                append(problem)
     progress.close()
-    return {**records, **new}, speed
+    for share, _ in shares:
+        records.update(share)
+    speeds = [share_speed for _, share_speed in shares]
+    tokens, seconds = sum(s["generated_tokens"] for s in speeds), max(s["seconds"] for s in speeds)
+    speed = {
+        "generated_tokens": tokens,
+        "seconds": seconds,
+        "tokens_per_second": tokens / seconds if seconds else 0.0,
+    }
+    return records, speed
 
 
 def run_eval(config: EvalConfig) -> int:
     """`gtpo eval`: load the model and benchmarks, evaluate, print the table. The settings, the model
     name and every benchmark file are checked before the model is loaded."""
     from gtpo.app.models import check_model_name, load_model_and_tokenizer
+    from gtpo.trainer import end_process_group
 
     paths = config.paths()
     try:
@@ -175,9 +207,16 @@ def run_eval(config: EvalConfig) -> int:
         name: load_task(name, split=config.split, path=paths.get(name), limit=config.limit)
         for name in config.benchmarks
     }
+    distributed.start()
     model, tokenizer = load_model_and_tokenizer(config.model_name_or_path)
+    if distributed.world_size() > 1:
+        from accelerate import PartialState
+
+        model.to(PartialState().device)
     results = evaluate(
         model, tokenizer, benchmarks=benchmarks, output_dir=config.output_dir, **config.settings()
     )
-    print(results_table(results), end="")
+    end_process_group()
+    if distributed.is_main():
+        print(results_table(results), end="")
     return 0

@@ -1,0 +1,100 @@
+"""Several processes under `accelerate launch` (or torchrun): which process this is, the few
+collectives the application needs outside the trainer, and a failure on one process ending all.
+
+With one process (no launch) every function is a no-op or the identity. The process group is the
+one accelerate's PartialState sets up from the launch's environment, the same the trainers use.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def world_size() -> int:
+    """How many processes the launch started (1 without a launch)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    """This process's index among them (0 without a launch)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_main() -> bool:
+    """Whether this is the process that writes files and prints."""
+    return rank() == 0
+
+
+def _state():
+    from accelerate import PartialState
+
+    return PartialState()
+
+
+def start() -> None:
+    """Join the launch's process group now (it is otherwise joined by the first trainer)."""
+    if world_size() > 1:
+        _state()
+
+
+def barrier() -> None:
+    """Wait until every process gets here."""
+    if world_size() > 1:
+        _state().wait_for_everyone()
+
+
+def shard(items: list[T]) -> list[T]:
+    """This process's share of `items`: every world_size()-th one, from its rank."""
+    return items[rank() :: world_size()]
+
+
+def gather(value: T) -> list[T]:
+    """`value` from every process, in rank order, on every process."""
+    if world_size() == 1:
+        return [value]
+    from accelerate.utils import gather_object
+
+    return gather_object([value])
+
+
+def broadcast(value: T) -> T:
+    """The main process's `value`, on every process."""
+    if world_size() == 1:
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    box = [value]
+    broadcast_object_list(box, from_process=0)
+    return box[0]
+
+
+def fail_fast(command: str, run: Callable[[], int]) -> int:
+    """run(), whose result is an exit code. With several processes, a failure on this one (an
+    exception or a non-zero code) ends it at once with os._exit, after its traceback and the line
+    `gtpo COMMAND: process R of N failed: ...`: the launcher then stops the others (torchrun does
+    at the first failed process), and a process waiting for this one in a collective fails there
+    (gloo: connection closed by peer) and ends the same way. Interpreter teardown is skipped: with
+    a process group still up it can hang (gtpo.trainer.end_process_group)."""
+    if world_size() == 1:
+        return run()
+    try:
+        code = run()
+    except BaseException as error:  # every failure must end this process, whatever it is
+        traceback.print_exc()
+        first = str(error).splitlines()[0] if str(error) else ""
+        print(
+            f"gtpo {command}: process {rank()} of {world_size()} failed: {type(error).__name__}: {first}",
+            file=sys.stderr,
+        )
+        code = 1
+    if code != 0:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
