@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port
+from test_multiprocess import cpu_variant
 
 from gtpo.app.models import load_model_and_tokenizer
 from gtpo.app.pipeline import _evaluate, load_dataset_section
@@ -77,6 +78,19 @@ def test_gtpo_train_on_two_processes_evaluates_once_and_writes_once(tmp_path):
     run = tmp_path / "run"
     overrides = [*TINY, *SHORT]
     config = str(ROOT / "configs" / "accelerate" / "ddp.yaml")
+    result = _launch(
+        config, ["-m", "gtpo", "train", "--config", str(DEMO), *overrides, "--output_dir", str(run)]
+    )
+    check_two_process_run(run, result, overrides)
+
+
+@pytest.mark.slow
+def test_gtpo_train_under_deepspeed_zero3_on_two_cpu_processes(tmp_path):
+    """The same run under ZeRO-3 (configs/accelerate/deepspeed_zero3.yaml's CPU variant): the warm
+    start and RL sharded by DeepSpeed, each evaluation with the parameters gathered."""
+    run = tmp_path / "run"
+    overrides = [*TINY, *SHORT]
+    config = str(cpu_variant("deepspeed_zero3.yaml", tmp_path))
     result = _launch(
         config, ["-m", "gtpo", "train", "--config", str(DEMO), *overrides, "--output_dir", str(run)]
     )

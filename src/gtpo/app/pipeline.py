@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,16 @@ def _evaluate(model, tokenizer, recipe: Recipe, dataset: Dataset, out: Path) -> 
     return flat_metrics(results)[section.dataset.name]
 
 
+def _gathered(model):
+    """Under ZeRO-3 a model is loaded sharded over the processes: within this, each process has it
+    whole (to generate for its own share of the problems, or to save it)."""
+    if not any(hasattr(parameter, "ds_id") for parameter in model.parameters()):
+        return contextlib.nullcontext()
+    from deepspeed.zero import GatheredParameters
+
+    return GatheredParameters(list(model.parameters()))
+
+
 def run_training(recipe: Recipe, resume: bool = False) -> Path:
     """Run a recipe end to end; returns the run directory."""
     from peft import LoraConfig
@@ -186,6 +197,8 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
         (run_dir / "config.yaml").write_text(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
 
     model, tokenizer = load_model_and_tokenizer(recipe.model_name_or_path, seed=recipe.seed)
+    start = run_dir / "rl_start"
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false") == "true"  # set by the launch
     if recipe.warm_start.steps > 0 and not resume:
         from gtpo.app.warmstart import warm_start
 
@@ -200,11 +213,15 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
             learning_rate=section.learning_rate,
             batch_size=section.batch_size // world_size(),  # data parallel: the same global batch
             seed=recipe.seed,
+            save_to=str(start) if deepspeed else None,
         )
+        if deepspeed:  # the engine held the model, sharded under ZeRO-3: rl_start/ has it whole
+            model, tokenizer = load_model_and_tokenizer(str(start), seed=recipe.seed)
 
     summary: dict[str, Any] = {"algorithm": recipe.algorithm, "model": recipe.model_name_or_path}
     if eval_dataset is not None and recipe.evaluation.before_training and not resume:
-        summary["before"] = _evaluate(model, tokenizer, recipe, eval_dataset, run_dir / "eval" / "before")
+        with _gathered(model):
+            summary["before"] = _evaluate(model, tokenizer, recipe, eval_dataset, run_dir / "eval" / "before")
 
     lora = recipe.lora
     peft_config = None
@@ -223,13 +240,14 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
     # memory after the warm start computes ever so slightly differently, enough to change samples.
     # A LoRA adapter names its base model: a tiny built-in one is initialised from the seed, so it
     # is kept in rl_start/ too and the adapter names that directory (gtpo eval RUN/final loads it).
-    start = run_dir / "rl_start"
     needs_reference_path = config.beta != 0.0 and peft_config is None
     seeded_base = peft_config is not None and recipe.model_name_or_path in TINY_MODELS
     keeps_start = recipe.warm_start.steps > 0 or needs_reference_path or seeded_base
-    if not resume and keeps_start and is_main():
-        model.save_pretrained(start)
-        tokenizer.save_pretrained(start)
+    if not resume and keeps_start and not start.exists():
+        with _gathered(model):
+            if is_main():
+                model.save_pretrained(start)
+                tokenizer.save_pretrained(start)
     barrier()
     if needs_reference_path and start.exists():
         model = str(start)

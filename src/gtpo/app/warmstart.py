@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 
 import torch
+from accelerate.state import AcceleratorState
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from trl import SFTConfig, SFTTrainer
@@ -54,8 +55,11 @@ def warm_start(
     learning_rate: float = 1e-3,
     batch_size: int = 16,
     seed: int = 0,
+    save_to: str | None = None,
 ) -> PreTrainedModel:
-    """Run `steps` SFT steps on the partly formatted targets; returns the trained model."""
+    """Run `steps` SFT steps on the partly formatted targets; returns the trained model. With
+    `save_to` (under DeepSpeed), it is also saved there (whole, from every ZeRO stage) with the
+    tokenizer, and accelerate's state is reset so that the next trainer can set up its own engine."""
     config = SFTConfig(
         output_dir=output_dir,
         max_steps=steps,
@@ -80,6 +84,10 @@ def warm_start(
     )
     use_console_log(trainer, "warm start")
     trainer.train()
+    if save_to is not None:
+        trainer.save_model(save_to)
+        trainer.accelerator.wait_for_everyone()
+        AcceleratorState._reset_state()  # keeps the process group (PartialState)
     # accelerate patched the model's forward for mixed precision (TRL's configs default to bf16, on
     # CPU too); without the patch the model computes as it will once saved and loaded again.
     return trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
