@@ -110,3 +110,22 @@ def test_a_failing_process_ends_every_process_with_an_error(tmp_path):
     assert time.monotonic() - began < 120
     assert "gtpo train: process 1 of 2 failed: RuntimeError: injected failure" in result.stderr
     assert not (tmp_path / "run" / "final").exists()
+
+
+@pytest.mark.slow
+def test_gtpo_eval_on_two_processes_equals_one_process(shared_data, tmp_path, capsys):
+    from gtpo.app.cli import main
+
+    flags = ["--model_name_or_path", "tiny-test", "--benchmarks", "gsm8k",
+             "--dataset_path", f"gsm8k={shared_data / 'gsm8k_test.jsonl'}",
+             "--limit", "9", "--max_new_tokens", "16", "--batch_size", "4"]  # fmt: skip
+    config = str(ROOT / "configs" / "accelerate" / "ddp.yaml")
+    result = _launch(config, ["-m", "gtpo", "eval", *flags, "--output_dir", str(tmp_path / "two")])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("| gsm8k | greedy |") == 1  # the table, printed once
+    assert main(["eval", *flags, "--output_dir", str(tmp_path / "one")]) == 0
+    two, one = (_records(tmp_path / run / "samples_gsm8k.jsonl") for run in ("two", "one"))
+    assert len(two) == 9
+    assert {i: r["completion"] for i, r in two.items()} == {i: r["completion"] for i, r in one.items()}
+    metrics = [json.loads((tmp_path / run / "results.json").read_text())["results"] for run in ("two", "one")]
+    assert metrics[0] == metrics[1]

@@ -32,15 +32,23 @@ def is_main() -> bool:
 
 
 def _state():
+    """accelerate's PartialState: the one the trainers set up, or (before any) a new one, over
+    gloo without GPUs (accelerate sets up several CPU processes only when asked for the CPU)."""
+    import torch
     from accelerate import PartialState
 
-    return PartialState()
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def start() -> None:
     """Join the launch's process group now (it is otherwise joined by the first trainer)."""
     if world_size() > 1:
         _state()
+
+
+def device():
+    """This process's device (its GPU under a GPU launch)."""
+    return _state().device
 
 
 def barrier() -> None:
@@ -58,6 +66,7 @@ def gather(value: T) -> list[T]:
     """`value` from every process, in rank order, on every process."""
     if world_size() == 1:
         return [value]
+    _state()
     from accelerate.utils import gather_object
 
     return gather_object([value])
@@ -67,6 +76,7 @@ def broadcast(value: T) -> T:
     """The main process's `value`, on every process."""
     if world_size() == 1:
         return value
+    _state()
     from accelerate.utils import broadcast_object_list
 
     box = [value]

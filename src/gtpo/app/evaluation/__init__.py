@@ -210,9 +210,7 @@ def run_eval(config: EvalConfig) -> int:
     distributed.start()
     model, tokenizer = load_model_and_tokenizer(config.model_name_or_path)
     if distributed.world_size() > 1:
-        from accelerate import PartialState
-
-        model.to(PartialState().device)
+        model.to(distributed.device())
     results = evaluate(
         model, tokenizer, benchmarks=benchmarks, output_dir=config.output_dir, **config.settings()
     )
