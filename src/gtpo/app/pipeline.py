@@ -199,6 +199,7 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
     model, tokenizer = load_model_and_tokenizer(recipe.model_name_or_path, seed=recipe.seed)
     start = run_dir / "rl_start"
     deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false") == "true"  # set by the launch
+    saved_by_warm_start = deepspeed and recipe.warm_start.steps > 0 and not resume
     if recipe.warm_start.steps > 0 and not resume:
         from gtpo.app.warmstart import warm_start
 
@@ -213,9 +214,9 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
             learning_rate=section.learning_rate,
             batch_size=section.batch_size // world_size(),  # data parallel: the same global batch
             seed=recipe.seed,
-            save_to=str(start) if deepspeed else None,
+            save_to=str(start) if saved_by_warm_start else None,
         )
-        if deepspeed:  # the engine held the model, sharded under ZeRO-3: rl_start/ has it whole
+        if saved_by_warm_start:  # the engine held the model, sharded under ZeRO-3: rl_start/ has it whole
             model, tokenizer = load_model_and_tokenizer(str(start), seed=recipe.seed)
 
     summary: dict[str, Any] = {"algorithm": recipe.algorithm, "model": recipe.model_name_or_path}
@@ -243,7 +244,7 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
     needs_reference_path = config.beta != 0.0 and peft_config is None
     seeded_base = peft_config is not None and recipe.model_name_or_path in TINY_MODELS
     keeps_start = recipe.warm_start.steps > 0 or needs_reference_path or seeded_base
-    if not resume and keeps_start and not start.exists():
+    if not resume and keeps_start and not saved_by_warm_start:
         with _gathered(model):
             if is_main():
                 model.save_pretrained(start)
@@ -270,9 +271,13 @@ def run_training(recipe: Recipe, resume: bool = False) -> Path:
     if eval_dataset is not None:
         # Without the mixed-precision patch, as for the saved model (see gtpo.app.warmstart); under
         # ZeRO-3 with the parameters gathered, since each process generates for its own problems.
-        gathered = unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator)
-        with gathered if trainer.is_deepspeed_enabled else contextlib.nullcontext() as policy:
-            policy = policy or trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+        if trainer.is_deepspeed_enabled:
+            policy_of = unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator)
+        else:
+            policy_of = contextlib.nullcontext(
+                trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+            )
+        with policy_of as policy:
             summary["after"] = _evaluate(policy, tokenizer, recipe, eval_dataset, run_dir / "eval" / "after")
         before_file = run_dir / "eval" / "before" / "results.json"
         if "before" not in summary and before_file.exists():
