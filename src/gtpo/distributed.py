@@ -1,5 +1,6 @@
 """Several processes under `accelerate launch` (or torchrun): which process this is, the few
-collectives the application needs outside the trainer, and a failure on one process ending all.
+collectives the application needs outside the trainer, a failure on one process ending all, and
+DeepSpeed's references to process groups dropped at the end of a run.
 
 With one process (no launch) every function is a no-op or the identity. The process group is the
 one accelerate's PartialState sets up from the launch's environment, the same the trainers use.
@@ -7,6 +8,8 @@ one accelerate's PartialState sets up from the launch's environment, the same th
 
 from __future__ import annotations
 
+import gc
+import inspect
 import os
 import sys
 import traceback
@@ -108,3 +111,52 @@ def fail_fast(command: str, run: Callable[[], int]) -> int:
         sys.stderr.flush()
         os._exit(code)
     return code
+
+
+def release_deepspeed_groups(world) -> None:
+    """Drop DeepSpeed's references to process groups (`world`: the default group), so that
+    destroying them joins their threads (gtpo.trainer.end_process_group calls it).
+
+    - A DeepSpeedEngine is kept alive by the hooks it registers on the model and its parameters
+      (reference cycles through autograd that the garbage collector cannot see), with its ZeRO
+      optimizer and their groups: each engine still alive is destroyed (its hooks removed).
+    - `deepspeed.utils.groups` keeps the groups it creates in module globals, and ZeRO-3 its
+      model (and through the model's hooks its engine) in `parameter_offload.FWD_MODULE_STACK` and
+      in the class-wide lru_cache of a PartitionedParameterCoordinator method.
+    - DeepSpeed's TorchBackend takes `torch.distributed.GroupMember.WORLD` as the default of its
+      barriers' `group` argument, evaluated when deepspeed is first imported: imported after the
+      group is up (accelerate imports it lazily, during training, whenever it is installed), the
+      defaults hold the world group for good. None means the world group to them, as to torch.
+    """
+    if "deepspeed" not in sys.modules:
+        return
+    import torch
+    from deepspeed import DeepSpeedEngine
+    from deepspeed.comm.torch import TorchBackend
+    from deepspeed.utils import groups
+
+    offload = sys.modules.get("deepspeed.runtime.zero.parameter_offload")
+    if offload is not None:
+        offload.FWD_MODULE_STACK.clear()
+    coordinator = sys.modules.get("deepspeed.runtime.zero.partitioned_param_coordinator")
+    if coordinator is not None:
+        for method in vars(coordinator.PartitionedParameterCoordinator).values():
+            cells = getattr(method, "__closure__", None) or ()  # the cache sits inside a wrapper
+            for cached in [method, *(cell.cell_contents for cell in cells)]:
+                if hasattr(cached, "cache_clear"):
+                    cached.cache_clear()
+    for engine in [obj for obj in gc.get_objects() if isinstance(obj, DeepSpeedEngine)]:
+        engine.destroy()
+    for name, value in list(vars(groups).items()):
+        if isinstance(value, torch.distributed.ProcessGroup):
+            setattr(groups, name, None)
+        elif isinstance(value, dict) and any(
+            isinstance(v, torch.distributed.ProcessGroup) for v in value.values()
+        ):
+            value.clear()
+    for method in vars(TorchBackend).values():
+        function = inspect.unwrap(method) if callable(method) else None
+        defaults = getattr(function, "__defaults__", None)
+        if defaults and any(value is world for value in defaults):
+            function.__defaults__ = tuple(None if value is world else value for value in defaults)
+    gc.collect()

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import inspect
-import sys
 import textwrap
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -29,6 +27,7 @@ from trl.trainer.utils import add_fused_lm_head, is_async_callable
 from gtpo import algorithm
 from gtpo.checkpoints import CrashSafeCheckpoints
 from gtpo.config import GTPOConfig
+from gtpo.distributed import release_deepspeed_groups
 from gtpo.reward_checks import checked_reward_function
 
 __all__ = ["PRIVATE_NAMES", "GTPOTrainer", "end_process_group"]
@@ -87,56 +86,9 @@ def end_process_group() -> None:
     """
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         gc.collect()  # the trainer and its callbacks reference each other: free the DDP reducer now
-        _release_deepspeed_groups(torch.distributed.group.WORLD)
+        release_deepspeed_groups(torch.distributed.group.WORLD)
         torch.distributed.destroy_process_group()
         gc.collect()  # groups that only cycles still reference (DeepSpeed's) are freed now
-
-
-def _release_deepspeed_groups(world) -> None:
-    """Drop DeepSpeed's references to process groups, so that destroying them joins their threads.
-
-    - A DeepSpeedEngine is kept alive by the hooks it registers on the model and its parameters
-      (reference cycles through autograd that the garbage collector cannot see), with its ZeRO
-      optimizer and their groups: each engine still alive is destroyed (its hooks removed).
-    - `deepspeed.utils.groups` keeps the groups it creates in module globals, and ZeRO-3 its
-      model (and through the model's hooks its engine) in `parameter_offload.FWD_MODULE_STACK` and
-      in the class-wide lru_cache of a PartitionedParameterCoordinator method.
-    - DeepSpeed's TorchBackend takes `torch.distributed.GroupMember.WORLD` as the default of its
-      barriers' `group` argument, evaluated when deepspeed is first imported: imported after the
-      group is up (accelerate imports it lazily, during training, whenever it is installed), the
-      defaults hold the world group for good. None means the world group to them, as to torch.
-    """
-    if "deepspeed" not in sys.modules:
-        return
-    from deepspeed import DeepSpeedEngine
-    from deepspeed.comm.torch import TorchBackend
-    from deepspeed.utils import groups
-
-    offload = sys.modules.get("deepspeed.runtime.zero.parameter_offload")
-    if offload is not None:
-        offload.FWD_MODULE_STACK.clear()
-    coordinator = sys.modules.get("deepspeed.runtime.zero.partitioned_param_coordinator")
-    if coordinator is not None:
-        for method in vars(coordinator.PartitionedParameterCoordinator).values():
-            cells = getattr(method, "__closure__", None) or ()  # the cache sits inside a wrapper
-            for cached in [method, *(cell.cell_contents for cell in cells)]:
-                if hasattr(cached, "cache_clear"):
-                    cached.cache_clear()
-    for engine in [obj for obj in gc.get_objects() if isinstance(obj, DeepSpeedEngine)]:
-        engine.destroy()
-    for name, value in list(vars(groups).items()):
-        if isinstance(value, torch.distributed.ProcessGroup):
-            setattr(groups, name, None)
-        elif isinstance(value, dict) and any(
-            isinstance(v, torch.distributed.ProcessGroup) for v in value.values()
-        ):
-            value.clear()
-    for method in vars(TorchBackend).values():
-        function = inspect.unwrap(method) if callable(method) else None
-        defaults = getattr(function, "__defaults__", None)
-        if defaults and any(value is world for value in defaults):
-            function.__defaults__ = tuple(None if value is world else value for value in defaults)
-    gc.collect()
 
 
 class GTPOTrainer(CrashSafeCheckpoints, GRPOTrainer):
