@@ -330,3 +330,30 @@ def test_recorded_runs_are_not_redone(stability, tmp_path):
     assert study.run_all([1], 2) == {"long": {"grpo_beta0": {1: run}}}
     assert study.load_all([0, 1]) == {"long": {"grpo_beta0": {1: run}}}
     assert not (tmp_path / "starts").exists()
+
+
+def test_tables_and_figure_from_records_with_curves(stability, tmp_path):
+    """--report's path: the tables (curve means per step, paired areas, every run) and the figure
+    from records alone, with a variant that has fewer seeds than its baseline."""
+
+    def run(seed, points, collapse=None):
+        curve = [{"step": s, "accuracy": a, "formatting": 1.0} for s, a in points]
+        training = {"step": [10, 20], **{k: [0.5, 0.4] for k in stability.TRAINING_KEYS}}
+        return {"seed": seed, "steps": 500, "collapse": collapse,
+                "before": {"accuracy": 0.2, "formatting": 0.5}, "held_out": curve, "accuracy": curve[-1]["accuracy"], "formatting": 1.0,
+                "accuracy_area": stability.curve_area(curve, "accuracy"), "formatting_area": 1.0,
+                "training": training, "length_limit": 40, "wall_s": 120.0}  # fmt: skip
+
+    runs = {
+        "grpo_beta0": {0: run(0, [(0, 0.2), (250, 0.4), (500, 0.0)], stability.Collapse("accuracy", 300)),
+                       1: run(1, [(0, 0.2), (250, 0.6), (500, 0.6)])},
+        "gtpo_paper": {0: run(0, [(0, 0.2), (250, 0.4), (500, 0.4)])},
+    }  # fmt: skip
+    text, summaries = stability.tables({"long": runs})
+    assert "| grpo_beta0 | 0.200 / 1.000 | 0.500 / 1.000 | 0.300 / 1.000 |" in text
+    # Seed 0 only: areas (0.6 / 2 + 0.8 / 2) / 2 = 0.35 and (0.6 / 2 + 0.4 / 2) / 2 = 0.25.
+    assert summaries["long"]["pairs"]["gtpo_paper"]["accuracy_area"]["by_seed"] == pytest.approx({0: 0.1})
+    assert "| gtpo_paper - grpo_beta0 | 0 | +0.400 [+0.400, +0.400] |" in text
+    assert "| grpo_beta0 | 0 | accuracy at 300 | 0.000 | 1.000 | 0.250 | 1.000 | 2.0 |" in text
+    stability.plot_curves("long", runs, tmp_path / "long.png")
+    assert (tmp_path / "long.png").stat().st_size > 10_000
