@@ -340,7 +340,8 @@ def test_tables_and_figure_from_records_with_curves(stability, tmp_path):
         curve = [{"step": s, "accuracy": a, "formatting": 1.0} for s, a in points]
         training = {"step": [10, 20], **{k: [0.5, 0.4] for k in stability.TRAINING_KEYS}}
         return {"seed": seed, "steps": 500, "collapse": collapse,
-                "before": {"accuracy": 0.2, "formatting": 0.5}, "held_out": curve, "accuracy": curve[-1]["accuracy"], "formatting": 1.0,
+                "before": {"accuracy": 0.2, "formatting": 0.5}, "held_out": curve,
+                "accuracy": curve[-1]["accuracy"], "formatting": 1.0,
                 "accuracy_area": stability.curve_area(curve, "accuracy"), "formatting_area": 1.0,
                 "training": training, "length_limit": 40, "wall_s": 120.0}  # fmt: skip
 
