@@ -62,6 +62,7 @@ import statistics
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -318,7 +319,11 @@ def summarise(runs: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
             "runs": len(collapses),
             "steps": sorted(c.step for c in collapses if c is not None and c.step is not None),
             "reasons": sorted(c.reason for c in collapses if c is not None),
-            **{m: mean_std([r[m] for r in by_seed.values()]) for m in _metrics(by_seed) if m != "collapsed"},
+            **{
+                m: mean_std([r[m] for r in by_seed.values() if m in r])
+                for m in _metrics(by_seed.values())
+                if m != "collapsed"
+            },
         }
     pairs = {}
     for variant, baseline in PAIRS.items():
@@ -328,10 +333,13 @@ def summarise(runs: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
         if not seeds:
             continue
         pairs[variant] = {"baseline": baseline, "seeds": seeds}
-        for metric in _metrics(runs[variant]):
+        for metric in _metrics([*(runs[variant][s] for s in seeds), *(runs[baseline][s] for s in seeds)]):
+            having = [s for s in seeds if _has(runs[variant][s], metric) and _has(runs[baseline][s], metric)]
+            if not having:
+                continue
             differences = paired_differences(
-                {s: _value(runs[variant][s], metric) for s in seeds},
-                {s: _value(runs[baseline][s], metric) for s in seeds},
+                {s: _value(runs[variant][s], metric) for s in having},
+                {s: _value(runs[baseline][s], metric) for s in having},
             )
             pairs[variant][metric] = {
                 "by_seed": differences,
@@ -341,9 +349,14 @@ def summarise(runs: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
     return {"variants": variants, "pairs": pairs}
 
 
-def _metrics(by_seed: dict[int, dict[str, Any]]) -> tuple[str, ...]:
-    """The compared metrics: endpoints and collapsed, and curve areas when every run has them."""
-    areas = all("accuracy_area" in r for r in by_seed.values())
+def _has(run: dict[str, Any], metric: str) -> bool:
+    return metric == "collapsed" or metric in run
+
+
+def _metrics(runs: Iterable[dict[str, Any]]) -> tuple[str, ...]:
+    """The compared metrics: endpoints and collapsed, and curve areas when some run has them (a run
+    whose held-out curve is incomplete has none: it counts for the endpoints only)."""
+    areas = any("accuracy_area" in r for r in runs)
     return ("accuracy", "formatting", *(("accuracy_area", "formatting_area") if areas else ()), "collapsed")
 
 
@@ -474,7 +487,9 @@ class Study:
         a held-out curve, a weights-only checkpoint every `every` steps."""
         flags = without_warm_start([*self.base(seed), *self.model.cells[cell].rl, *ALL_VARIANTS[variant]])
         every = self.every(cell)
-        saves = ["--save_strategy", "steps", "--save_steps", str(every), "--save_only_model", "true"]
+        # Every checkpoint is kept (the demo recipe keeps the last 2): each one is a curve point.
+        saves = ["--save_strategy", "steps", "--save_steps", str(every), "--save_only_model", "true",
+                 "--save_total_limit", str(steps // every if every else 0)]  # fmt: skip
         return [*flags, *(saves if every else []), *from_start(rl_start), "--max_steps", str(steps)]
 
     def record_path(self, cell: str, variant: str, seed: int) -> Path | None:
@@ -664,7 +679,11 @@ def tables(results: dict[str, dict[str, dict[int, dict[str, Any]]]]) -> tuple[st
                  _pm(mean_std([b["formatting"] for b in start.values()])), *(["", ""] if curves else [])),
         ]  # fmt: skip
         for variant, row in summary["variants"].items():
-            areas = [_pm(row["accuracy_area"]), _pm(row["formatting_area"])] if curves else []
+            areas = (
+                [_pm(row[m]) if m in row else "-" for m in ("accuracy_area", "formatting_area")]
+                if curves
+                else []
+            )
             lines.append(
                 _row(variant, f"{row['collapsed']}/{row['runs']}", ", ".join(map(str, row["steps"])) or "-",
                      ", ".join(row["reasons"]) or "-", _pm(row["accuracy"]), _pm(row["formatting"]), *areas)
@@ -672,21 +691,25 @@ def tables(results: dict[str, dict[str, dict[int, dict[str, Any]]]]) -> tuple[st
         if curves:
             lines += ["", *curve_table(runs)]
         if summary["pairs"]:
-            metrics = [m for m in METRIC_NAMES if all(m in p for p in summary["pairs"].values())]
+            metrics = [m for m in METRIC_NAMES if any(m in p for p in summary["pairs"].values())]
             header = _row("variant - baseline", "seeds", *(f"{METRIC_NAMES[m]} [95% CI]" for m in metrics))
             lines += ["", header, _row(*["---"] * (len(metrics) + 2))]
             for variant, pair in summary["pairs"].items():
                 lines.append(
                     _row(f"{variant} - {pair['baseline']}", ", ".join(map(str, pair["seeds"])),
-                         *(_interval(pair[m]) for m in metrics))
+                         *(_interval(pair[m], len(pair["seeds"])) if m in pair else "-" for m in metrics))
                 )  # fmt: skip
         lines += ["", *seed_table(runs, curves), ""]
     return "\n".join(lines), summaries
 
 
-def _interval(difference: dict[str, Any]) -> str:
+def _interval(difference: dict[str, Any], seeds: int) -> str:
+    """Mean [interval], and the seeds it is over when fewer than the pair's."""
     low, high = difference["ci"]
-    return f"{difference['mean']:+.3f} [{low:+.3f}, {high:+.3f}]"
+    fewer = (
+        f" (seeds {', '.join(map(str, difference['by_seed']))})" if len(difference["by_seed"]) < seeds else ""
+    )
+    return f"{difference['mean']:+.3f} [{low:+.3f}, {high:+.3f}]{fewer}"
 
 
 def curve_table(runs: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
@@ -716,7 +739,11 @@ def seed_table(runs: dict[str, dict[int, dict[str, Any]]], curves: bool) -> list
             verdict = (
                 f"{stop.reason} at {stop.step}" if stop and stop.step else (stop.reason if stop else "-")
             )
-            areas = [f"{r['accuracy_area']:.3f}", f"{r['formatting_area']:.3f}"] if curves else []
+            areas = (
+                [f"{r[m]:.3f}" if m in r else "-" for m in ("accuracy_area", "formatting_area")]
+                if curves
+                else []
+            )
             wall = f"{r['wall_s'] / 60:.1f}" if r.get("wall_s") else "-"
             lines.append(
                 _row(variant, seed, verdict, f"{r['accuracy']:.3f}", f"{r['formatting']:.3f}", *areas, wall)
@@ -915,7 +942,7 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]
     set_here = {n for c in args.cells for n in flag_names(model.cells[c].rl + model.cells[c].start)}
     set_here |= {n for v in args.variants for n in flag_names(ALL_VARIANTS[v])}
     if any(args.held_out_every or model.cells[c].held_out_every for c in args.cells):
-        set_here |= {"save_steps", "save_only_model"}
+        set_here |= {"save_steps", "save_only_model", "save_total_limit"}
     clashes |= flag_names(extra) & set_here
     if clashes:
         parser.error(f"--{sorted(clashes)[0]}: set by this script (cells, variants, --seeds, --steps, --out)")

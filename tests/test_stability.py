@@ -303,6 +303,7 @@ def test_long_cell_runs(stability, tmp_path):
     config = training_config(load_recipe(flags[1], [*flags[2:], "--output_dir", str(tmp_path)]))
     assert config.per_device_train_batch_size // config.num_generations == 1  # one prompt per step
     assert config.gradient_accumulation_steps == 1
+    assert config.save_total_limit == 6  # every checkpoint kept (the demo recipe keeps 2)
 
 
 def test_recorded_runs_are_not_redone(stability, tmp_path):
