@@ -359,3 +359,17 @@ def test_tables_and_figure_from_records_with_curves(stability, tmp_path):
     assert "| grpo_beta0 | 0 | accuracy at 300 | 0.000 | 1.000 | 0.250 | 1.000 | 2.0 |" in text
     stability.plot_curves("long", runs, tmp_path / "long.png")
     assert (tmp_path / "long.png").stat().st_size > 10_000
+
+
+def test_a_run_without_curve_areas_counts_for_the_endpoints_only(stability):
+    def run(accuracy, area=None):
+        areas = {} if area is None else {"accuracy_area": area, "formatting_area": 1.0}
+        return {"collapse": None, "accuracy": accuracy, "formatting": 1.0, **areas}
+
+    runs = {"grpo_beta0": {0: run(0.5), 1: run(0.2, 0.3)}, "gtpo_paper": {0: run(0.4, 0.2), 1: run(0.3, 0.5)}}
+    summary = stability.summarise(runs)
+    pair = summary["pairs"]["gtpo_paper"]
+    assert pair["accuracy"]["by_seed"] == pytest.approx({0: -0.1, 1: 0.1})
+    assert pair["accuracy_area"]["by_seed"] == pytest.approx({1: 0.2})
+    assert summary["variants"]["grpo_beta0"]["accuracy_area"] == (0.3, 0.0)
+    assert stability._interval(pair["accuracy_area"], 2) == "+0.200 [+0.200, +0.200] (seeds 1)"
