@@ -71,14 +71,21 @@ def _grads(model) -> dict[str, torch.Tensor]:
     return grads
 
 
-@pytest.mark.parametrize("kind", ["crafted", "random"])
-@pytest.mark.parametrize("gate", ["paper", "always"])
-@pytest.mark.parametrize("accumulation", [1, 2])
+CASES = [
+    (kind, gate, accumulation, "later")
+    for kind in ("crafted", "random")
+    for gate in ("paper", "always")
+    for accumulation in (1, 2)
+] + [("crafted", "paper", accumulation, "first") for accumulation in (1, 2)]
+
+
+@pytest.mark.parametrize(("kind", "gate", "accumulation", "batch_kind"), CASES)
 def test_paper_preset_through_trl_loss_equals_the_loss_time_formula(
-    tmp_path, monkeypatch, kind, gate, accumulation
+    tmp_path, monkeypatch, kind, gate, accumulation, batch_kind
 ):
-    """Paper preset, loss_type grpo, num_iterations 1: TRL's loss on GTPO's (B, T) advantages has
-    the loss and gradients of gtpo.algorithm.gtpo_loss with loss-time entropies (the old path)."""
+    """Paper preset, loss_type grpo, num_iterations 1: TRL's loss on GTPO's advantages has the loss
+    and gradients of gtpo.algorithm.gtpo_loss with loss-time entropies. The first batch carries
+    them complete (from the H_ini pass); a later one has them completed in the loss's own pass."""
     trl = spy_trl_advantages(monkeypatch)
     trainer = _trainer(tmp_path, entropy_gate=gate, gradient_accumulation_steps=accumulation)
     _fixed_rollouts(trainer, kind, seed=accumulation)
@@ -101,8 +108,11 @@ def test_paper_preset_through_trl_loss_equals_the_loss_time_formula(
         trainer.args.entropy_threshold = float(
             algorithm.mean_completion_entropy(ent, probe["completion_mask"]).median()
         )
+    elif batch_kind == "later":
+        trainer._generate_and_score_completions(inputs)  # the first batch measures H_ini
     batch = trainer._generate_and_score_completions(inputs)
-    new_loss = trainer._compute_loss(model, batch)
+    assert ("gtpo_token_weights" in batch) == (batch_kind == "later")
+    new_loss = trainer.compute_loss(model, batch)
     new_loss.backward()
     new_grads = _grads(model)
 
@@ -147,7 +157,7 @@ def test_official_preset_is_not_divided_by_accumulation_steps(tmp_path, monkeypa
         key: value[:4] if torch.is_tensor(value) and value.dim() > 0 else value
         for key, value in batch.items()
     }
-    loss = trainer._compute_loss(model, micro)
+    loss = trainer.compute_loss(model, micro)
 
     ids, mask, adv = micro["completion_ids"], micro["completion_mask"], trl["advantages"][:4]
     logps, entropies, _ = trainer._get_per_token_logps_and_entropies(

@@ -236,7 +236,10 @@ def test_missing_mode_trains_with_finite_loss_and_parameters(tmp_path):
     batch = trainer._generate_and_score_completions(_group(["", "nan", "", "nan"]))
     advantages = batch["advantages"]  # GTPO's, per token
     assert torch.isfinite(advantages).all()
-    assert trainer.last_group["advantages"][1] == 0 and trainer.last_group["advantages"][3] == 0  # all missed
+    missed = batch["gtpo_sequence_advantages"][[1, 3]]
+    assert (missed == 0).all()  # every function missed them: TRL's advantage 0
+    # GTPO trains them on the shaping alone, -gamma * <H> (what last_group shows)
+    assert all(trainer.last_group["advantages"][row] < 0 for row in (1, 3))
 
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
