@@ -210,6 +210,28 @@ def test_advantages_are_the_algorithm_s(tmp_path, monkeypatch, preset):
     assert group["rewards"] == {"length_reward": [float(len(t) % 5) for t in texts]}
 
 
+def test_table_and_last_group_show_the_advantages_trained_on(tmp_path, monkeypatch):
+    """Aligned steps: TRL's completions table and last_group hold GTPO's shaped advantages
+    delta_i * (A_i - gamma * <H>_i), filled in by the loss's pass (not TRL's A_i)."""
+    trl = spy_trl_advantages(monkeypatch)
+    trainer = _trainer(tmp_path, entropy_threshold=3.0)
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1
+    inputs = [{"prompt": [{"role": "user", "content": "What is 1 + 1?"}]}] * 4
+    trainer._generate_and_score_completions(inputs)  # H_ini
+    batch = trainer._generate_and_score_completions(inputs)
+    assert "advantages" not in batch  # completed in the loss's pass
+    assert trainer.last_group["advantages"] == [None] * 4
+    trainer.compute_loss(trainer.model, batch)
+    mean_entropy = algorithm.mean_completion_entropy(_entropies(trainer, batch), batch["completion_mask"])
+    adv = trl["advantages"]
+    gate = algorithm.entropy_gate(mean_entropy, "paper", 3.0, trainer.initial_entropy)
+    shaped = algorithm.shaped_advantages(adv, mean_entropy, gate, 0.1)
+    assert not torch.allclose(shaped, adv)
+    assert list(trainer._logs["advantages"]) == pytest.approx(shaped.tolist(), abs=1e-6)
+    assert trainer.last_group["advantages"] == pytest.approx(shaped.tolist(), abs=1e-6)
+
+
 def test_gtpo_switched_off_equals_trl_grpo(tmp_path):
     """Weights 1/1, gate off and gamma 0: K steps match TRL's GRPOTrainer (loss 'grpo', beta 0)."""
     off = dict(positive_weight=1.0, negative_weight=1.0, entropy_gate="off", gamma=0.0)
