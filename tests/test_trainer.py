@@ -398,3 +398,54 @@ def test_two_processes_compute_what_one_does(tmp_path):
     assert torch.equal(one["advantages"], two["advantages"])
     assert torch.allclose(one["weights"], two["weights"], atol=1e-6)
     assert torch.allclose(one["loss"], two["loss"], atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# A run that stops learning says so (GTPOConfig.stall_warning)
+# ---------------------------------------------------------------------------------------------
+
+
+def _stall_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "gtpo.trainer" and r.levelname == "WARNING"]
+
+
+def test_a_gate_that_drops_every_completion_is_named_once(tmp_path, caplog):
+    trainer = _trainer(tmp_path, entropy_gate="always", entropy_threshold=1e-6, stall_steps=2, max_steps=3)
+    with caplog.at_level("WARNING", logger="gtpo.trainer"):
+        trainer.train()
+    assert [entry["gtpo/gated_out_share"] for entry in trainer.state.log_history[:3]] == [1.0] * 3
+    (message,) = _stall_warnings(caplog)  # once for the stretch of steps 1-3
+    assert "\n" not in message
+    assert "gtpo/gated_out_share" in message and "steps 1-2" in message
+    assert f"H_ini {trainer.initial_entropy:.3f}" in message and "entropy_threshold 1e-06" in message
+    assert "raise entropy_threshold" in message and "lower the learning rate" in message
+
+
+def test_training_on_shaping_alone_is_named(tmp_path, caplog):
+    """Equal rewards in every group: A_i = 0, so only the shaping -gamma * <H> moves the policy."""
+    tokenizer = build_tokenizer()
+    trainer = GTPOTrainer(
+        model=build_tiny_model(tokenizer, size="test", seed=0),
+        reward_funcs=lambda completions, **kwargs: [1.0] * len(completions),
+        args=tiny_config(tmp_path, entropy_gate="off", stall_steps=2, max_steps=2),
+        train_dataset=_dataset(),
+        processing_class=tokenizer,
+    )
+    with caplog.at_level("WARNING", logger="gtpo.trainer"):
+        trainer.train()
+    assert [entry["gtpo/shaping_only_share"] for entry in trainer.state.log_history[:2]] == [1.0] * 2
+    (message,) = _stall_warnings(caplog)
+    assert "gtpo/shaping_only_share" in message and "steps 1-2" in message and "gamma=0" in message
+
+
+def test_stall_warning_switched_off_and_silent_on_a_learning_run(tmp_path, caplog):
+    gated = _trainer(
+        tmp_path / "off", entropy_gate="always", entropy_threshold=1e-6, stall_steps=1, stall_warning=False
+    )
+    learning = _trainer(tmp_path / "on", entropy_threshold=100.0, stall_steps=1)  # rewards differ
+    with caplog.at_level("WARNING", logger="gtpo.trainer"):
+        gated.train()
+        learning.train()
+    assert _stall_warnings(caplog) == []
+    shares = [entry["gtpo/shaping_only_share"] for entry in learning.state.log_history[:2]]
+    assert all(share < 1 for share in shares)

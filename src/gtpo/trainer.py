@@ -41,7 +41,7 @@ from trl.trainer.utils import add_fused_lm_head, is_async_callable
 from gtpo import algorithm
 from gtpo.checkpoints import CrashSafeCheckpoints
 from gtpo.config import GTPOConfig
-from gtpo.reward_checks import checked_reward_function
+from gtpo.reward_checks import check_prompt_column, checked_reward_function
 
 __all__ = ["PRIVATE_NAMES", "GTPOTrainer", "end_process_group"]
 
@@ -169,6 +169,7 @@ class GTPOTrainer(CrashSafeCheckpoints, GRPOTrainer):
             args = GTPOConfig(f"{str(name).rstrip('/').split('/')[-1]}-GTPO")
         if not isinstance(args, GTPOConfig):
             raise TypeError(f"GTPOTrainer needs a GTPOConfig, got {type(args).__name__}")
+        check_prompt_column(kwargs.get("train_dataset"))  # TRL would fail at its first step
         super().__init__(model, reward_funcs, args, **kwargs)
         self.initial_entropy: float | None = None
         self.last_group: dict[str, Any] | None = None
@@ -498,20 +499,24 @@ class GTPOTrainer(CrashSafeCheckpoints, GRPOTrainer):
     def _stall_message(self, kind: str, first: int, last: int) -> str:
         args = self.args
         steps = f"steps {first}-{last}" if first != last else f"step {last}"
-        share = "every" if args.stall_share >= 1 else f"at least {args.stall_share:.0%} of the"
+        share = (
+            "every completion"
+            if args.stall_share >= 1
+            else f"at least {args.stall_share:.0%} of the completions"
+        )
         initial = "unset" if self.initial_entropy is None else f"{self.initial_entropy:.3f}"
         if kind == "gated":
             return (
-                f"GTPO: the entropy gate dropped {share} completion(s) in {steps} "
+                f"GTPO: the entropy gate dropped {share} in {steps} "
                 f"(gtpo/gated_out_share >= {args.stall_share:g}; H_ini {initial}, entropy_threshold "
-                f"{args.entropy_threshold:.3f}, entropy_gate {args.entropy_gate!r}): those steps train on "
+                f"{args.entropy_threshold:.3g}, entropy_gate {args.entropy_gate!r}): those steps train on "
                 "nothing; raise entropy_threshold (or set entropy_gate='off'), or lower the learning rate"
             )
         return (
-            f"GTPO: shaping alone moved {share} completion(s) the gate kept in {steps} "
+            f"GTPO: shaping alone moved {share} the gate kept in {steps} "
             f"(gtpo/shaping_only_share; their groups' rewards are all equal, so the update is "
             f"-gamma * <H>, gamma {args.gamma:g}, with no reward signal; H_ini {initial}, "
-            f"entropy_threshold {args.entropy_threshold:.3f}): check the reward functions' rewards/ "
+            f"entropy_threshold {args.entropy_threshold:.3g}): check the reward functions' rewards/ "
             "metrics, make the prompts easier or harder, raise num_generations, or set gamma=0"
         )
 
