@@ -11,9 +11,9 @@ peak RSS, and the share of step time spent in generation, in the loss (forward o
 and, for GRPO with beta > 0, of the reference inside scoring) and in GTPO's own additions
 (conflict detection and token weights, entropy gate and shaping).
 
-    python benchmarks/training_step.py                     # demo model and a ~100M model, CPU
-    python benchmarks/training_step.py --sizes demo --steps 8
-    python benchmarks/training_step.py --composed --sizes demo --steps 12
+    python -m benchmarks.training_step                     # demo model and a ~100M model, CPU
+    python -m benchmarks.training_step --sizes demo --steps 8
+    python -m benchmarks.training_step --composed --sizes demo --steps 12
 """
 
 from __future__ import annotations
@@ -21,14 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
-import subprocess
-import sys
-import time
-from collections import defaultdict
-from functools import wraps
+import tempfile
 
-VARIANTS = ("gtpo", "grpo_beta0.04", "grpo_beta0")
+from benchmarks.common import VARIANTS, StepClock, Variant, child_result
+
+STEP_VARIANTS = ("gtpo_paper", "grpo_beta0.04", "grpo_beta0")
 # Composed variants: "<trainer>:<loss_type>:<steps>", trainer gtpo or trl, steps aligned or reuse.
 COMPOSED = tuple(
     f"{trainer}:{loss}:{steps}"
@@ -36,40 +33,29 @@ COMPOSED = tuple(
     for steps in ("aligned", "reuse")
     for trainer in ("gtpo", "trl")
 )
-
-
-def _timed(store: dict[str, float], key: str, fn):
-    @wraps(fn)
-    def wrapper(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            store[key] += time.perf_counter() - start
-
-    return wrapper
+GTPO_ADDITIONS = (
+    "conflict_mask",
+    "token_weights",
+    "official_token_weights",
+    "entropy_gate",
+    "token_advantages",
+    "official_token_advantages",
+)
 
 
 def child(variant: str, size: str, steps: int, warmup: int, completion_length: int, seed: int) -> dict:
     """Train one variant and measure it; runs inside the child process."""
     import torch
-    from transformers import TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
 
     from gtpo import algorithm
     from gtpo.app.models import load_model_and_tokenizer
     from gtpo.tasks.arithmetic import make_arithmetic_dataset
     from gtpo.tasks.rewards import correctness_reward, format_reward
-    from gtpo.trainer import GTPOConfig, GTPOTrainer
+    from gtpo.trainer import GTPOTrainer
 
     torch.manual_seed(seed)
     model, tokenizer = load_model_and_tokenizer(f"tiny-{size}", seed=seed)
-    # GRPO with beta > 0 loads its reference model from a path, so every variant starts from one.
-    model_dir = f"/tmp/gtpo-bench-model-{size}-{seed}"
-    model.save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
-    common = dict(
-        output_dir=f"/tmp/gtpo-bench-{variant}-{size}",
+    fields = dict(
         per_device_train_batch_size=16,
         num_generations=8,
         max_completion_length=completion_length,
@@ -86,66 +72,40 @@ def child(variant: str, size: str, steps: int, warmup: int, completion_length: i
     )
     if ":" in variant:  # composed: the same loss type and steps for both trainers
         kind, loss_type, steps_kind = variant.split(":")
-        common.update(loss_type=loss_type, gradient_accumulation_steps=1)
-        common["steps_per_generation"] = 2 if steps_kind == "reuse" else 1
-        config_class, trainer_class = (
-            (GTPOConfig, GTPOTrainer) if kind == "gtpo" else (GRPOConfig, GRPOTrainer)
-        )
-        config = config_class(**common)
-    elif variant == "gtpo":
-        config, trainer_class = GTPOConfig(**common), GTPOTrainer
+        fields.update(loss_type=loss_type, gradient_accumulation_steps=1)
+        fields["steps_per_generation"] = 2 if steps_kind == "reuse" else 1
+        chosen = Variant("gtpo") if kind == "gtpo" else Variant("grpo")
     else:
-        config, trainer_class = GRPOConfig(**common, beta=float(variant.split("beta")[1])), GRPOTrainer
+        chosen = VARIANTS[variant]
 
-    seconds: dict[str, float] = defaultdict(float)
-    per_step: list[dict[str, float]] = []
-
-    class StepClock(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):
-            seconds.clear()
-            seconds["start"] = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            seconds["step"] = time.perf_counter() - seconds["start"]
-            per_step.append(dict(seconds))
-
-    trainer = trainer_class(
-        model=model_dir,
-        reward_funcs=[format_reward, correctness_reward],
-        args=config,
-        train_dataset=make_arithmetic_dataset(256, "train", seed=seed),
-        processing_class=tokenizer,
-        callbacks=[StepClock()],
-    )
-    trainer._generate = _timed(seconds, "generation", trainer._generate)
-    trainer._compute_loss = _timed(seconds, "loss", trainer._compute_loss)
-    if isinstance(trainer, GTPOTrainer):
-        trainer._policy_entropies = _timed(seconds, "entropy_pass", trainer._policy_entropies)
-    for name in (
-        "conflict_mask",
-        "token_weights",
-        "official_token_weights",
-        "entropy_gate",
-        "token_advantages",
-        "official_token_advantages",
-    ):
-        setattr(algorithm, name, _timed(seconds, "gtpo_additions", getattr(algorithm, name)))
-    trainer.train()
-    timed = per_step[warmup:]
-    step = statistics.median(s["step"] for s in timed)
-    share = {k: statistics.median(s.get(k, 0.0) / s["step"] for s in timed) for k in ("generation", "loss")}
-    for key in ("gtpo_additions", "entropy_pass"):
-        share[key] = statistics.median(s.get(key, 0.0) / s["step"] for s in timed)
+    clock = StepClock()
+    with tempfile.TemporaryDirectory() as folder:
+        # GRPO with beta > 0 loads its reference model from a path, so every variant starts from one.
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        config, trainer_class = chosen.trainer(output_dir=f"{folder}/run", **fields)
+        trainer = trainer_class(
+            model=folder,
+            reward_funcs=[format_reward, correctness_reward],
+            args=config,
+            train_dataset=make_arithmetic_dataset(256, "train", seed=seed),
+            processing_class=tokenizer,
+            callbacks=[clock],
+        )
+        clock.time(trainer, "_generate", "generation")
+        clock.time(trainer, "_compute_loss", "loss")
+        if isinstance(trainer, GTPOTrainer):
+            clock.time(trainer, "_policy_entropies", "entropy_pass")
+        for name in GTPO_ADDITIONS:
+            clock.time(algorithm, name, "gtpo_additions")
+        trainer.train()
+    shares = {
+        p: clock.median(p, warmup, share=True)
+        for p in ("generation", "loss", "gtpo_additions", "entropy_pass")
+    }
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"variant": variant, "size": size, "step_s": step, "peak_rss_mib": peak_mib, **share}
-
-
-def _run_child(variant: str, size: str, args: argparse.Namespace) -> dict:
-    command = [sys.executable, __file__, "--child", variant, size, "--steps", str(args.steps),
-               "--warmup", str(args.warmup), "--completion_length", str(args.completion_length),
-               "--seed", str(args.seed)]  # fmt: skip
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    step_s = clock.median("step", warmup)
+    return {"variant": variant, "size": size, "step_s": step_s, "peak_rss_mib": peak_mib, **shares}
 
 
 def _print_row(size: str, name: str, result: dict) -> None:
@@ -179,11 +139,13 @@ def main() -> None:
     )
     print(header)
     print("-" * len(header))
+    settings = ["--steps", str(args.steps), "--warmup", str(args.warmup),
+                "--completion_length", str(args.completion_length), "--seed", str(args.seed)]  # fmt: skip
     for size in args.sizes:
-        variants = COMPOSED if args.composed else VARIANTS
+        variants = COMPOSED if args.composed else STEP_VARIANTS
         results = {}
         for variant in variants:
-            results[variant] = _run_child(variant, size, args)
+            results[variant] = child_result("training_step", [variant, size, *settings])
             _print_row(size, variant, results[variant])
         if args.composed:
             pairs = [
@@ -196,7 +158,7 @@ def main() -> None:
                 for steps in ("aligned", "reuse")
             ]
         else:
-            gtpo, ref, plain = (results[v] for v in VARIANTS)
+            gtpo, ref, plain = (results[v] for v in STEP_VARIANTS)
             pairs = [("GTPO / GRPO beta 0.04", gtpo, ref), ("GTPO / GRPO beta 0", gtpo, plain)]
         for name, ours, theirs in pairs:
             time_ratio = ours["step_s"] / theirs["step_s"]
