@@ -13,6 +13,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Hashable
@@ -192,6 +193,76 @@ class StepClock(TrainerCallback):
         if not timed:
             raise SystemExit(f"{len(self.steps)} steps ran, none after the {warmup} warm-up steps")
         return statistics.median(s.get(part, 0.0) / (s["step"] if share else 1.0) for s in timed)
+
+
+STEP_MARK = "@@step "  # how a LockstepClock's child reports a finished step on its stdout
+
+
+class LockstepClock(StepClock):
+    """A StepClock for a child that takes its steps in turns with other children (`interleaved`):
+    before each step it waits for a line from the parent on stdin; after it, it reports the step's
+    record on stdout."""
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if not sys.stdin.readline():
+            raise SystemExit("lockstep: the parent stopped sending steps")
+        super().on_step_begin(args, state, control, **kwargs)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        super().on_step_end(args, state, control, **kwargs)
+        print(STEP_MARK + json.dumps(self.steps[-1]), flush=True)
+
+
+def interleaved(
+    module: str, runs: dict[str, list[str]], steps: int, env: dict[str, str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """`python -m benchmarks.MODULE --child ARGS...` for each run (name -> ARGS), all started at once,
+    whose trainers (with a LockstepClock) take their `steps` optimisation steps in turns, one step at
+    a time, each round in the reverse order of the one before (A B, B A, A B, ...): the load of a
+    shared machine falls on every run alike, and each run's peak memory stays its own. Returns each
+    run's JSON result (its last line of output), or SystemExit naming the run that failed."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    child_env = {**os.environ, "PYTHONPATH": path, **(env or {})}
+    with tempfile.TemporaryDirectory() as folder:
+        children: dict[str, tuple[subprocess.Popen, Path]] = {}
+        try:
+            for index, (name, args) in enumerate(runs.items()):
+                log = Path(folder) / f"{index}.err"
+                with log.open("w") as stderr:
+                    command = [sys.executable, "-m", f"benchmarks.{module}", "--child", *args]
+                    child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                             stderr=stderr, text=True, env=child_env)  # fmt: skip
+                children[name] = (child, log)
+            order = list(runs)
+            for round_index in range(steps):
+                for name in order if round_index % 2 == 0 else order[::-1]:
+                    _one_step(name, *children[name])
+            results = {}
+            for name, (child, log) in children.items():
+                output, _ = child.communicate()
+                if child.returncode != 0:
+                    raise SystemExit(f"{name} failed:\n{log.read_text()[-3000:]}")
+                results[name] = json.loads(output.strip().splitlines()[-1])
+            return results
+        finally:
+            for child, _ in children.values():
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
+
+
+def _one_step(name: str, child: subprocess.Popen, log: Path) -> None:
+    """Let `child` take one step and wait until it reports it."""
+    try:
+        child.stdin.write("go\n")
+        child.stdin.flush()
+    except BrokenPipeError:
+        child.wait()
+    for line in child.stdout:
+        if line.startswith(STEP_MARK):
+            return
+    child.wait()
+    raise SystemExit(f"{name} ended before its step (exit {child.returncode}):\n{log.read_text()[-3000:]}")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,19 +1,24 @@
 """Training step: GTPOTrainer against TRL's GRPOTrainer with beta 0.04 (reference model loaded)
 and with beta 0, on the same model, batch, generation length and seed, in one run; with
---composed, GTPO on TRL's `dapo` and `dr_grpo` losses against TRL's GRPOTrainer with the same loss,
-once with aligned steps (GTPO runs one extra no-grad entropy pass) and once with
-steps_per_generation 2 > gradient accumulation 1 (TRL runs its old-log-prob pass, which GTPO
-reuses: no extra pass).
+--composed, GTPO on TRL's `grpo`, `dapo` and `dr_grpo` losses against TRL's GRPOTrainer with the
+same loss, once with aligned steps (TRL runs no old-log-prob pass; GTPO takes its entropies from
+the loss's own forward pass after the first batch) and once with steps_per_generation 2 > gradient
+accumulation 1 ("reuse": TRL runs its old-log-prob pass, which GTPO asks for entropies), plus
+GTPO against GRPO beta 0.04.
 
-Each trainer runs in a fresh child process (so its peak resident memory is its own) for
---steps optimisation steps; the first --warmup steps are not timed. Reported: median step time,
-peak RSS, and the share of step time spent in generation, in the loss (forward of the policy
-and, for GRPO with beta > 0, of the reference inside scoring) and in GTPO's own additions
-(conflict detection and token weights, entropy gate and shaping).
+The trainers compared run at the same time, each in a fresh child process (so its peak resident
+memory is its own), and take their --steps optimisation steps in turns, one step at a time
+(benchmarks.common.interleaved), so a shared machine's load falls on both alike; the first
+--warmup steps are not timed; each trainer has --threads CPU threads (default 1: on a shared
+machine, more threads than free cores slow every process down unevenly). Reported: median step
+time, peak RSS, and the share of step time spent in generation, in the loss (forward of the
+policy and, for GRPO with beta > 0, of the reference inside scoring), in GTPO's own additions
+(conflict detection and token weights, entropy gate and shaping) and in GTPO's own no-grad
+entropy pass (the first batch's, for H_ini).
 
     python -m benchmarks.training_step                     # demo model and a ~100M model, CPU
     python -m benchmarks.training_step --sizes demo --steps 8
-    python -m benchmarks.training_step --composed --sizes demo --steps 12
+    python -m benchmarks.training_step --composed --sizes demo 100m --steps 11 --warmup 1
 """
 
 from __future__ import annotations
@@ -23,16 +28,20 @@ import json
 import resource
 import tempfile
 
-from benchmarks.common import VARIANTS, StepClock, Variant, child_result
+from benchmarks.common import VARIANTS, LockstepClock, Variant, interleaved
 
 STEP_VARIANTS = ("gtpo_paper", "grpo_beta0.04", "grpo_beta0")
-# Composed variants: "<trainer>:<loss_type>:<steps>", trainer gtpo or trl, steps aligned or reuse.
-COMPOSED = tuple(
-    f"{trainer}:{loss}:{steps}"
-    for loss in ("dapo", "dr_grpo")
-    for steps in ("aligned", "reuse")
-    for trainer in ("gtpo", "trl")
-)
+COMPOSED_LOSSES = ("grpo", "dapo", "dr_grpo")
+# Composed pairs, in the order they run: key -> (name, GTPO's variant, TRL's variant); a composed
+# variant is "<trainer>:<loss_type>:<steps>", trainer gtpo or trl, steps aligned or reuse.
+COMPOSED_PAIRS = {
+    "beta0.04": ("GTPO / GRPO beta 0.04", "gtpo_paper", "grpo_beta0.04"),
+    **{
+        f"{loss}:{steps}": (f"GTPO+{loss} / {loss}, {steps}", f"gtpo:{loss}:{steps}", f"trl:{loss}:{steps}")
+        for steps in ("aligned", "reuse")
+        for loss in COMPOSED_LOSSES
+    },
+}
 GTPO_ADDITIONS = (
     "conflict_mask",
     "token_weights",
@@ -78,7 +87,7 @@ def child(variant: str, size: str, steps: int, warmup: int, completion_length: i
     else:
         chosen = VARIANTS[variant]
 
-    clock = StepClock()
+    clock = LockstepClock()
     with tempfile.TemporaryDirectory() as folder:
         # GRPO with beta > 0 loads its reference model from a path, so every variant starts from one.
         model.save_pretrained(folder)
@@ -124,7 +133,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--completion_length", type=int, default=48)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--composed", action="store_true", help="GTPO on DAPO / Dr. GRPO against TRL's")
+    parser.add_argument(
+        "--composed", action="store_true", help="GTPO on TRL's grpo / dapo / dr_grpo against TRL's"
+    )
+    parser.add_argument(
+        "--pairs", nargs="+", choices=list(COMPOSED_PAIRS), default=list(COMPOSED_PAIRS),
+        help="with --composed: the pairs to run, in this order (default: all)",
+    )  # fmt: skip
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads of each trainer (default 1)")
     parser.add_argument("--child", nargs=2, metavar=("VARIANT", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -132,7 +148,10 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    print(f"{args.steps} steps, first {args.warmup} untimed; completion length {args.completion_length}")
+    print(
+        f"{args.steps} steps taken in turns, first {args.warmup} untimed; completion length "
+        f"{args.completion_length}; {args.threads} CPU thread(s) per trainer"
+    )
     header = (
         f"{'model':>6} {'trainer':>20} | {'step s':>7} {'peak MiB':>9} | {'gen':>5} {'loss':>5} "
         f"{'gtpo':>6} {'H pass':>6}"
@@ -141,29 +160,29 @@ def main() -> None:
     print("-" * len(header))
     settings = ["--steps", str(args.steps), "--warmup", str(args.warmup),
                 "--completion_length", str(args.completion_length), "--seed", str(args.seed)]  # fmt: skip
+    if args.composed:
+        chosen = [COMPOSED_PAIRS[key] for key in args.pairs]
+        groups = [((ours, theirs), [(name, ours, theirs)]) for name, ours, theirs in chosen]
+    else:
+        gtpo, ref, plain = STEP_VARIANTS
+        groups = [
+            (STEP_VARIANTS, [("GTPO / GRPO beta 0.04", gtpo, ref), ("GTPO / GRPO beta 0", gtpo, plain)])
+        ]
+    ratios = []
     for size in args.sizes:
-        variants = COMPOSED if args.composed else STEP_VARIANTS
-        results = {}
-        for variant in variants:
-            results[variant] = child_result("training_step", [variant, size, *settings])
-            _print_row(size, variant, results[variant])
-        if args.composed:
-            pairs = [
-                (
-                    f"GTPO+{loss} / {loss}, {steps}",
-                    results[f"gtpo:{loss}:{steps}"],
-                    results[f"trl:{loss}:{steps}"],
+        for variants, pairs in groups:
+            runs = {variant: [variant, size, *settings] for variant in variants}
+            results = interleaved("training_step", runs, args.steps, {"OMP_NUM_THREADS": str(args.threads)})
+            for variant in variants:
+                _print_row(size, variant, results[variant])
+            for name, ours, theirs in pairs:
+                time_ratio = results[ours]["step_s"] / results[theirs]["step_s"]
+                memory_ratio = results[ours]["peak_rss_mib"] / results[theirs]["peak_rss_mib"]
+                ratios.append(
+                    f"{size:>6} {name}: step time {time_ratio:.2f}x, peak memory {memory_ratio:.2f}x"
                 )
-                for loss in ("dapo", "dr_grpo")
-                for steps in ("aligned", "reuse")
-            ]
-        else:
-            gtpo, ref, plain = (results[v] for v in STEP_VARIANTS)
-            pairs = [("GTPO / GRPO beta 0.04", gtpo, ref), ("GTPO / GRPO beta 0", gtpo, plain)]
-        for name, ours, theirs in pairs:
-            time_ratio = ours["step_s"] / theirs["step_s"]
-            memory_ratio = ours["peak_rss_mib"] / theirs["peak_rss_mib"]
-            print(f"{size:>6} {name}: step time {time_ratio:.2f}x, peak memory {memory_ratio:.2f}x")
+                print(ratios[-1], flush=True)
+    print("\n".join(["", "Ratios (ours / theirs, medians of the timed steps):", *ratios]))
 
 
 if __name__ == "__main__":
