@@ -139,6 +139,32 @@ VARIANTS = {
 }
 
 
+# The step benchmarks' pairs, in the order they run: key -> (name, GTPO's variant, TRL's variant).
+# Besides VARIANTS, a variant is "<gtpo|trl>:<loss_type>:<aligned|reuse>" (step_variant).
+COMPOSED_LOSSES = ("grpo", "dapo", "dr_grpo")
+STEP_PAIRS: dict[str, tuple[str, str, str]] = {
+    "beta0.04": ("GTPO / GRPO beta 0.04", "gtpo_paper", "grpo_beta0.04"),
+    **{
+        f"{loss}:{steps}": (f"GTPO+{loss} / {loss}, {steps}", f"gtpo:{loss}:{steps}", f"trl:{loss}:{steps}")
+        for steps in ("aligned", "reuse")
+        for loss in COMPOSED_LOSSES
+    },
+}
+
+
+def step_variant(name: str) -> tuple[Variant, dict[str, Any]]:
+    """A step benchmark's variant and the config fields it sets: one of VARIANTS, or
+    "<gtpo|trl>:<loss_type>:<steps>", GTPO's paper preset or TRL's GRPOTrainer (beta 0) on TRL's
+    loss `loss_type`, with gradient accumulation 1 and steps "aligned" (one generation per step: TRL
+    runs no old-log-prob pass) or "reuse" (steps_per_generation 2: TRL runs that pass)."""
+    if ":" not in name:
+        return VARIANTS[name], {}
+    trainer, loss_type, steps = name.split(":")
+    fields = dict(loss_type=loss_type, gradient_accumulation_steps=1)
+    fields["steps_per_generation"] = 2 if steps == "reuse" else 1
+    return Variant("gtpo") if trainer == "gtpo" else Variant("grpo"), fields
+
+
 # ------------------------------------------------------------------------------------------------
 # The step clock
 # ------------------------------------------------------------------------------------------------

@@ -1,6 +1,9 @@
-"""GPU check: training step time and peak memory (GTPO vs GRPO beta 0.04 vs beta 0), conflict
-detection against the vocabulary-indexed method, and a short bf16 GTPO run of tiny-100m. The
-cheap parts run first, so a run stopped by its time limit still has them.
+"""GPU check: training step time and peak memory of the pairs benchmarks/training_step.py
+compares (benchmarks.common.STEP_PAIRS: GTPO / GRPO beta 0.04, and GTPO on TRL's grpo, dapo and
+dr_grpo losses against TRL's, with aligned steps and with TRL's old-log-prob pass), the two
+trainers of a pair taking their steps in turns; conflict detection against the vocabulary-indexed
+method; and a short bf16 GTPO run of tiny-100m. The cheap parts run first, and the pairs in that
+order, so a run stopped by its time limit still has them.
 
 Run it through benchmarks/gpu_check.sh, which installs the carried wheels and bounds the time.
 Default (GPU): a ~0.5B-parameter Qwen2-architecture model built from a config (vocabulary
@@ -31,18 +34,18 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import (
-    VARIANTS,
+    STEP_PAIRS,
     WORD_PROMPT,
-    StepClock,
+    LockstepClock,
     child_result,
+    interleaved,
     reset_peak_rss,
     run_child,
     spread_reward,
+    step_variant,
     vm_kib,
     word_tokenizer,
 )
-
-STEP_VARIANTS = ("gtpo_paper", "grpo_beta0.04", "grpo_beta0")
 
 
 @dataclass(frozen=True)
@@ -127,11 +130,12 @@ def step_child(variant: str, model_dir: str, sizes: Sizes) -> dict:
     from datasets import Dataset
 
     torch.manual_seed(0)
-    clock = StepClock()
+    clock = LockstepClock()
     with tempfile.TemporaryDirectory() as folder:
         fields = _common_config(folder, sizes, sizes.completion_length, sizes.steps)
         fields["model_init_kwargs"] = {"dtype": "bfloat16"}  # TRL would load the saved bf16 weights in fp32
-        config, trainer_class = VARIANTS[variant].trainer(**fields)
+        chosen, variant_fields = step_variant(variant)
+        config, trainer_class = chosen.trainer(**{**fields, **variant_fields})
         on_gpu = torch.cuda.is_available()
         if on_gpu:
             torch.cuda.reset_peak_memory_stats()
@@ -150,7 +154,8 @@ def step_child(variant: str, model_dir: str, sizes: Sizes) -> dict:
         trainer.train()
         peak = torch.cuda.max_memory_allocated() if on_gpu else vm_kib("VmHWM") * 1024
     losses = _losses(trainer)
-    lengths = [entry["completions/min_length"] for entry in trainer.state.log_history if "loss" in entry]
+    key = "completions/min_length"  # logged by steps that generate (every other one with reuse)
+    lengths = [entry[key] for entry in trainer.state.log_history if key in entry]
     return {
         "variant": variant,
         "step_s": clock.median("step", sizes.warmup),
@@ -165,12 +170,32 @@ def _losses(trainer) -> list[float]:
     return [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
 
 
-def run_step_child(args: list[str]) -> dict:
-    """A step or tiny-model check in its own process (on CPU, with memory.py's allocator setting)."""
+def _child_env() -> dict[str, str]:
+    """A check's child process environment (on CPU, with memory.py's allocator setting)."""
     env = {"TOKENIZERS_PARALLELISM": "false"}
     if not torch.cuda.is_available():
         env.update(MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS="1")
-    return child_result("gpu_check", args, env)
+    return env
+
+
+def run_step_child(args: list[str]) -> dict:
+    """The tiny-model check in its own process."""
+    return child_result("gpu_check", args, _child_env())
+
+
+def step_pair(key: str, model_dir: str, sizes: Sizes, small: list[str]) -> dict:
+    """One pair of benchmarks.common.STEP_PAIRS, its two trainers in child processes taking their
+    steps in turns (benchmarks.common.interleaved); both results and the ratios."""
+    name, ours, theirs = STEP_PAIRS[key]
+    runs = {variant: ["step", variant, model_dir, *small] for variant in (ours, theirs)}
+    results = interleaved("gpu_check", runs, sizes.steps, _child_env())
+    return {
+        "name": name,
+        "ours": results[ours],
+        "theirs": results[theirs],
+        "step_ratio": results[ours]["step_s"] / results[theirs]["step_s"],
+        "memory_ratio": results[ours]["peak_mib"] / results[theirs]["peak_mib"],
+    }
 
 
 def conflict_check(sizes: Sizes) -> list[dict]:
@@ -258,15 +283,14 @@ def markdown(report: dict) -> str:
             f"G = {step['group']}, {step['completion_length']} tokens, bf16, "
             f"median of {step['timed_steps']} steps",
             "",
-            "| trainer | step s | generation s | peak memory MiB | step vs GTPO | memory vs GTPO |",
-            "| --- | --- | --- | --- | --- | --- |",
+            "| pair | GTPO step s | theirs step s | GTPO peak MiB | theirs peak MiB | step time | memory |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
         ]
-        gtpo = step["results"]["gtpo_paper"]
-        for variant, result in step["results"].items():
+        for pair in step["pairs"].values():
+            ours, theirs = pair["ours"], pair["theirs"]
             lines.append(
-                f"| {variant} | {result['step_s']:.2f} | {result['generation_s']:.2f} "
-                f"| {result['peak_mib']:,.0f} "
-                f"| {result['step_s'] / gtpo['step_s']:.2f}x | {result['peak_mib'] / gtpo['peak_mib']:.2f}x |"
+                f"| {pair['name']} | {ours['step_s']:.2f} | {theirs['step_s']:.2f} | {ours['peak_mib']:,.0f} "
+                f"| {theirs['peak_mib']:,.0f} | {pair['step_ratio']:.2f}x | {pair['memory_ratio']:.2f}x |"
             )
         lines.append("")
     if "conflict" in report:
@@ -347,19 +371,20 @@ def main() -> None:
     write(report, args.out)
     with tempfile.TemporaryDirectory() as folder:
         parameters = save_step_model(folder, sizes)
-        results = {}
-        for variant in STEP_VARIANTS:
-            result = run_step_child(["step", variant, folder, *small])
-            results[variant] = result
-            print(f"step {variant}: {result['step_s']:.2f} s, {result['peak_mib']:.0f} MiB", flush=True)
-            if not all(math.isfinite(loss) for loss in result["losses"]):
-                failures.append(f"{variant}: non-finite loss {result['losses']}")
-            if result["min_completion_length"] != sizes.completion_length:
-                failures.append(f"{variant}: a completion shorter than {sizes.completion_length} tokens")
-    report["step"] = {"parameters": parameters, "vocab": sizes.vocab, "group": sizes.group,
-                      "completion_length": sizes.completion_length, "timed_steps": sizes.steps - sizes.warmup,
-                      "results": results}  # fmt: skip
-    write(report, args.out)
+        report["step"] = step = {"parameters": parameters, "vocab": sizes.vocab, "group": sizes.group,
+                                 "completion_length": sizes.completion_length,
+                                 "timed_steps": sizes.steps - sizes.warmup, "pairs": {}}  # fmt: skip
+        for key in STEP_PAIRS:  # the most telling first: a run stopped by its time limit keeps them
+            pair = step["pairs"][key] = step_pair(key, folder, sizes, small)
+            print(f"step {pair['name']}: {pair['step_ratio']:.2f}x time, {pair['memory_ratio']:.2f}x memory")
+            for result in (pair["ours"], pair["theirs"]):
+                if not all(math.isfinite(loss) for loss in result["losses"]):
+                    failures.append(f"{result['variant']}: non-finite loss {result['losses']}")
+                if result["min_completion_length"] != sizes.completion_length:
+                    failures.append(
+                        f"{result['variant']}: a completion shorter than {sizes.completion_length} tokens"
+                    )
+            write(report, args.out)
 
     print(markdown(report))
     if failures:

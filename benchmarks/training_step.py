@@ -28,20 +28,9 @@ import json
 import resource
 import tempfile
 
-from benchmarks.common import VARIANTS, LockstepClock, Variant, interleaved
+from benchmarks.common import STEP_PAIRS, LockstepClock, interleaved, step_variant
 
 STEP_VARIANTS = ("gtpo_paper", "grpo_beta0.04", "grpo_beta0")
-COMPOSED_LOSSES = ("grpo", "dapo", "dr_grpo")
-# Composed pairs, in the order they run: key -> (name, GTPO's variant, TRL's variant); a composed
-# variant is "<trainer>:<loss_type>:<steps>", trainer gtpo or trl, steps aligned or reuse.
-COMPOSED_PAIRS = {
-    "beta0.04": ("GTPO / GRPO beta 0.04", "gtpo_paper", "grpo_beta0.04"),
-    **{
-        f"{loss}:{steps}": (f"GTPO+{loss} / {loss}, {steps}", f"gtpo:{loss}:{steps}", f"trl:{loss}:{steps}")
-        for steps in ("aligned", "reuse")
-        for loss in COMPOSED_LOSSES
-    },
-}
 GTPO_ADDITIONS = (
     "conflict_mask",
     "token_weights",
@@ -79,13 +68,8 @@ def child(variant: str, size: str, steps: int, warmup: int, completion_length: i
         disable_tqdm=True,
         loss_type="grpo",
     )
-    if ":" in variant:  # composed: the same loss type and steps for both trainers
-        kind, loss_type, steps_kind = variant.split(":")
-        fields.update(loss_type=loss_type, gradient_accumulation_steps=1)
-        fields["steps_per_generation"] = 2 if steps_kind == "reuse" else 1
-        chosen = Variant("gtpo") if kind == "gtpo" else Variant("grpo")
-    else:
-        chosen = VARIANTS[variant]
+    chosen, variant_fields = step_variant(variant)
+    fields.update(variant_fields)
 
     clock = LockstepClock()
     with tempfile.TemporaryDirectory() as folder:
@@ -137,7 +121,7 @@ def main() -> None:
         "--composed", action="store_true", help="GTPO on TRL's grpo / dapo / dr_grpo against TRL's"
     )
     parser.add_argument(
-        "--pairs", nargs="+", choices=list(COMPOSED_PAIRS), default=list(COMPOSED_PAIRS),
+        "--pairs", nargs="+", choices=list(STEP_PAIRS), default=list(STEP_PAIRS),
         help="with --composed: the pairs to run, in this order (default: all)",
     )  # fmt: skip
     parser.add_argument("--threads", type=int, default=1, help="CPU threads of each trainer (default 1)")
@@ -161,7 +145,7 @@ def main() -> None:
     settings = ["--steps", str(args.steps), "--warmup", str(args.warmup),
                 "--completion_length", str(args.completion_length), "--seed", str(args.seed)]  # fmt: skip
     if args.composed:
-        chosen = [COMPOSED_PAIRS[key] for key in args.pairs]
+        chosen = [STEP_PAIRS[key] for key in args.pairs]
         groups = [((ours, theirs), [(name, ours, theirs)]) for name, ours, theirs in chosen]
     else:
         gtpo, ref, plain = STEP_VARIANTS
