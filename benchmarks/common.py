@@ -265,8 +265,9 @@ def interleaved(
                     _one_step(name, *children[name])
             results = {}
             for name, (child, log) in children.items():
-                output, _ = child.communicate()
-                if child.returncode != 0:
+                child.stdin.close()
+                output = child.stdout.read()  # through the buffer that _one_step's reads filled
+                if child.wait() != 0 or not output.strip():
                     raise SystemExit(f"{name} failed:\n{log.read_text()[-3000:]}")
                 results[name] = json.loads(output.strip().splitlines()[-1])
             return results
@@ -284,7 +285,7 @@ def _one_step(name: str, child: subprocess.Popen, log: Path) -> None:
         child.stdin.flush()
     except BrokenPipeError:
         child.wait()
-    for line in child.stdout:
+    while line := child.stdout.readline():
         if line.startswith(STEP_MARK):
             return
     child.wait()

@@ -9,8 +9,9 @@ Run it through benchmarks/gpu_check.sh, which installs the carried wheels and bo
 Default (GPU): a ~0.5B-parameter Qwen2-architecture model built from a config (vocabulary
 151,936, hidden 896, 24 layers, tied head) in bf16, G = 8 completions of exactly 1,024 tokens,
 one prompt per step; conflict detection at N = 64, T = 4,096; tiny-100m for a few steps.
---small: the same checks at sizes a CPU finishes in minutes (peak memory is then the rise of the
-peak resident set, not GPU memory). Each trainer runs in its own child process, so peaks are its own.
+--small: the same checks at sizes a CPU finishes in minutes, the step pairs of one loss type only
+(peak memory is then the rise of the peak resident set, not GPU memory). Each trainer runs in its
+own child process, so peaks are its own.
 Writes gpu_check.json and gpu_check.md into --out (rewritten after each part, so a run stopped by
 its time limit keeps what it finished) and exits non-zero when a check fails.
 
@@ -67,10 +68,14 @@ class Sizes:
     tiny_model: str
     tiny_steps: int
     tiny_length: int
+    step_pairs: tuple[str, ...]  # keys of STEP_PAIRS, in the order they run
 
 
-FULL = Sizes(151_936, 896, 4864, 24, 14, 2, 8, 1024, 4, 1, "issue", (32_000, 151_936), "tiny-100m", 6, 128)
-SMALL = Sizes(8192, 64, 256, 2, 4, 2, 4, 64, 3, 1, "small", (32_000,), "tiny-test", 3, 16)
+FULL = Sizes(151_936, 896, 4864, 24, 14, 2, 8, 1024, 4, 1, "issue", (32_000, 151_936), "tiny-100m", 6, 128,
+             tuple(STEP_PAIRS))  # fmt: skip
+# On CPU each trainer's start costs more than its steps: one loss type's pairs only.
+SMALL = Sizes(8192, 64, 256, 2, 4, 2, 4, 64, 3, 1, "small", (32_000,), "tiny-test", 3, 16,
+              ("beta0.04", "dapo:aligned", "dapo:reuse"))  # fmt: skip
 
 
 def _device() -> torch.device:
@@ -374,7 +379,7 @@ def main() -> None:
         report["step"] = step = {"parameters": parameters, "vocab": sizes.vocab, "group": sizes.group,
                                  "completion_length": sizes.completion_length,
                                  "timed_steps": sizes.steps - sizes.warmup, "pairs": {}}  # fmt: skip
-        for key in STEP_PAIRS:  # the most telling first: a run stopped by its time limit keeps them
+        for key in sizes.step_pairs:  # the most telling first: a run stopped by its time limit keeps them
             pair = step["pairs"][key] = step_pair(key, folder, sizes, small)
             print(f"step {pair['name']}: {pair['step_ratio']:.2f}x time, {pair['memory_ratio']:.2f}x memory")
             for result in (pair["ours"], pair["theirs"]):

@@ -7,9 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m benchmarks.conflict_detection --grid full --repeats 1
-python -m benchmarks.training_step --sizes demo --steps 10 --warmup 2
-python -m benchmarks.training_step --sizes 100m --steps 6 --warmup 1
-python -m benchmarks.training_step --composed --sizes demo --steps 12 --warmup 2
+python -m benchmarks.training_step --composed --sizes demo 100m --steps 11 --warmup 1
 python -m benchmarks.memory --plot benchmarks/memory.png
 python -m benchmarks.learning --jobs 2 --out runs/learning --plots benchmarks
 python benchmarks/stability.py --jobs 2 --out runs/stability

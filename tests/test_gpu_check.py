@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.common import STEP_PAIRS
+from benchmarks.gpu_check import FULL, SMALL
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,7 +24,8 @@ def test_gpu_check_small_mode_runs_on_cpu(tmp_path):
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert report["failures"] == []
-    assert list(report["step"]["pairs"]) == list(STEP_PAIRS)
+    assert list(report["step"]["pairs"]) == list(SMALL.step_pairs)
+    assert set(SMALL.step_pairs) < set(STEP_PAIRS) == set(FULL.step_pairs)
     for pair in report["step"]["pairs"].values():
         assert pair["step_ratio"] > 0 and pair["memory_ratio"] > 0
         for variant in (pair["ours"], pair["theirs"]):
