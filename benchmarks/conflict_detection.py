@@ -10,26 +10,36 @@ rise of the peak resident set (Linux VmHWM, reset before the first run) and the 
 same runs (the allocator setting slows small allocations, so if anything it handicaps ours). Both
 run on one thread: on a shared 2-core machine, two spinning threads lose far more than they gain.
 
-    python benchmarks/conflict_detection.py                 # N=64 (8 x 8), T=4096, V=32k and 152k
-    python benchmarks/conflict_detection.py --grid full --repeats 1   # N in {16, 64, 256}, T in {512, 4096}
+    python -m benchmarks.conflict_detection                 # N=64 (8 x 8), T=4096, V=32k and 152k
+    python -m benchmarks.conflict_detection --grid full --repeats 1   # N in {16, 64, 256}, T in {512, 4096}
+    python -m benchmarks.conflict_detection --grid small --vocabs 32000 --json conflicts.json
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 import torch
 
+from benchmarks.common import child_result, reset_peak_rss, vm_kib
 from gtpo.algorithm import conflict_mask
+
+GRIDS = {
+    "small": [(16, 512)],
+    "issue": [(64, 4096)],
+    "full": [(n, t) for n in (16, 64, 256) for t in (512, 4096)],
+}
+# Every freed buffer leaves the resident set at once; one thread (see above).
+CHILD_ENV = {"MALLOC_MMAP_THRESHOLD_": "0", "OMP_NUM_THREADS": "1"}
 
 
 def vocab_indexed_conflicts(
@@ -60,14 +70,6 @@ def vocab_indexed_conflicts(
         suffix = rev_run.gather(1, src)  # the same index map turns it back
         out[rows] = (prefix | suffix) & g_valid
     return out
-
-
-def vm_kib(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def timed_runs(
@@ -107,30 +109,25 @@ def _method(name: str, ids, mask, adv, group_size: int, vocab: int) -> Callable[
 
 def run_in_child(name: str, n: int, t: int, vocab: int, group_size: int, repeats: int) -> tuple:
     """One method in a fresh process whose allocator unmaps freed memory: (mask, median s, MiB)."""
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="0", OMP_NUM_THREADS="1")
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "mask.pt")
         numbers = [str(x) for x in (n, t, vocab, group_size, repeats)]
-        command = [sys.executable, __file__, "--child", name, *numbers, path]
-        result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-        seconds, mib = map(float, result.stdout.split())
-        return torch.load(path, weights_only=True), seconds, mib
+        result = child_result("conflict_detection", [name, *numbers, path], CHILD_ENV)
+        return torch.load(path, weights_only=True), result["seconds"], result["mib"]
 
 
 def child(name: str, n: int, t: int, vocab: int, group_size: int, repeats: int, path: str) -> None:
     """In the child process: peak memory of the first run, median time of all, mask saved to path."""
     ids, mask, adv = random_batch(n, t, vocab, group_size, torch.device("cpu"))
     fn = _method(name, ids, mask, adv, group_size, vocab)
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")  # reset VmHWM to the current resident set
-    base = vm_kib("VmRSS")
+    base = reset_peak_rss()
     start = time.perf_counter()
     output = fn()
     times = [time.perf_counter() - start]
     mib = (vm_kib("VmHWM") - base) / 1024
     times += timed_runs(fn, torch.device("cpu"), repeats - 1)[1]
     torch.save(output, path)
-    print(statistics.median(times), mib)
+    print(json.dumps({"seconds": statistics.median(times), "mib": mib}))
 
 
 def random_batch(n: int, t: int, vocab: int, group_size: int, device: torch.device, seed: int = 0):
@@ -148,10 +145,12 @@ def random_batch(n: int, t: int, vocab: int, group_size: int, device: torch.devi
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--grid", choices=["issue", "full"], default="issue")
+    parser.add_argument("--grid", choices=sorted(GRIDS), default="issue", help="N x T sizes (see above)")
+    parser.add_argument("--vocabs", type=int, nargs="+", default=[32_000, 152_000])
     parser.add_argument("--group_size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of the vocabulary-indexed method")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--json", type=Path, help="write every row here")
     parser.add_argument("--child", nargs=7, help=argparse.SUPPRESS)  # METHOD N T VOCAB G REPEATS PATH
     args = parser.parse_args()
     if args.child:
@@ -160,8 +159,9 @@ def main() -> None:
         return
 
     device = torch.device(args.device)
-    sizes = [(64, 4096)] if args.grid == "issue" else [(n, t) for n in (16, 64, 256) for t in (512, 4096)]
-    vocabs = [32_000, 152_000]
+    if min(args.vocabs) < 2:
+        parser.error(f"--vocabs: every value must be at least 2, got {args.vocabs}")
+    rows = []
     print(f"device={device} group_size={args.group_size} repeats={args.repeats} (median times)")
     header = (
         f"{'N':>4} {'T':>5} {'vocab':>7} | {'ours s':>8} {'ours MiB':>9} | {'vocab s':>8} {'vocab MiB':>10}"
@@ -169,8 +169,8 @@ def main() -> None:
     )
     print(header)
     print("-" * len(header))
-    for n, t in sizes:
-        for vocab in vocabs:
+    for n, t in GRIDS[args.grid]:
+        for vocab in args.vocabs:
             if device.type == "cuda":
                 ids, mask, adv = random_batch(n, t, vocab, args.group_size, device)
                 ours_fn = _method("ours", ids, mask, adv, args.group_size, vocab)
@@ -184,13 +184,29 @@ def main() -> None:
                 shape = (n, t, vocab, args.group_size)
                 ours, ours_s, ours_mib = run_in_child("ours", *shape, max(args.repeats, 5))
                 theirs, vocab_s, vocab_mib = run_in_child("vocab", *shape, args.repeats)
-            if not torch.equal(ours, theirs):
-                raise SystemExit(f"conflict masks disagree at N={n} T={t} vocab={vocab}")
+            agree = bool(torch.equal(ours.cpu(), theirs.cpu()))
+            rows.append(
+                {
+                    "n": n,
+                    "t": t,
+                    "vocab": vocab,
+                    "agree": agree,
+                    "ours_s": ours_s,
+                    "ours_mib": ours_mib,
+                    "vocab_indexed_s": vocab_s,
+                    "vocab_indexed_mib": vocab_mib,
+                }
+            )
+            if args.json:
+                args.json.write_text(json.dumps(rows, indent=1) + "\n")
             print(
                 f"{n:>4} {t:>5} {vocab:>7} | {ours_s:>8.4f} {ours_mib:>9.1f} | {vocab_s:>8.3f}"
-                f" {vocab_mib:>10.1f} | {vocab_s / ours_s:>7.0f}x {vocab_mib / ours_mib:>7.0f}x",
+                f" {vocab_mib:>10.1f} | {vocab_s / ours_s:>7.0f}x {vocab_mib / max(ours_mib, 1e-3):>7.0f}x",
                 flush=True,
             )
+    disagree = [f"N={r['n']} T={r['t']} vocab={r['vocab']}" for r in rows if not r["agree"]]
+    if disagree:
+        raise SystemExit(f"conflict masks disagree at {', '.join(disagree)}")
 
 
 if __name__ == "__main__":

@@ -1,18 +1,22 @@
-"""GPU check: training step time and peak memory (GTPO vs GRPO beta 0.04 vs beta 0), conflict
-detection against the vocabulary-indexed method, and a short bf16 GTPO run of tiny-100m. The
-cheap parts run first, so a run stopped by its time limit still has them.
+"""GPU check: training step time and peak memory of the pairs benchmarks/training_step.py
+compares (benchmarks.common.STEP_PAIRS: GTPO / GRPO beta 0.04, and GTPO on TRL's grpo, dapo and
+dr_grpo losses against TRL's, with aligned steps and with TRL's old-log-prob pass), the two
+trainers of a pair taking their steps in turns; conflict detection against the vocabulary-indexed
+method; and a short bf16 GTPO run of tiny-100m. The cheap parts run first, and the pairs in that
+order, so a run stopped by its time limit still has them.
 
 Run it through benchmarks/gpu_check.sh, which installs the carried wheels and bounds the time.
 Default (GPU): a ~0.5B-parameter Qwen2-architecture model built from a config (vocabulary
 151,936, hidden 896, 24 layers, tied head) in bf16, G = 8 completions of exactly 1,024 tokens,
 one prompt per step; conflict detection at N = 64, T = 4,096; tiny-100m for a few steps.
---small: the same checks at sizes a CPU finishes in minutes (peak memory is then the rise of the
-peak resident set, not GPU memory). Each trainer runs in its own child process, so peaks are its own.
+--small: the same checks at sizes a CPU finishes in minutes, the step pairs of one loss type only
+(peak memory is then the rise of the peak resident set, not GPU memory). Each trainer runs in its
+own child process, so peaks are its own.
 Writes gpu_check.json and gpu_check.md into --out (rewritten after each part, so a run stopped by
 its time limit keeps what it finished) and exits non-zero when a check fails.
 
-    python benchmarks/gpu_check.py --out gpu_check_out            # on the GPU machine
-    python benchmarks/gpu_check.py --small --out /tmp/gpu_check   # anywhere, CPU
+    python -m benchmarks.gpu_check --out gpu_check_out              # on the GPU machine
+    python -m benchmarks.gpu_check --small --out gpu_check_small    # anywhere, CPU
 """
 
 from __future__ import annotations
@@ -23,29 +27,26 @@ import json
 import math
 import os
 import platform
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import torch
-from conflict_detection import (
-    cuda_peak_extra_mib,
-    random_batch,
-    run_in_child,
-    timed_runs,
+
+from benchmarks.common import (
+    STEP_PAIRS,
+    WORD_PROMPT,
+    LockstepClock,
+    child_result,
+    interleaved,
+    reset_peak_rss,
+    run_child,
+    spread_reward,
+    step_variant,
     vm_kib,
-    vocab_indexed_conflicts,
+    word_tokenizer,
 )
-from memory import spread_reward, word_tokenizer
-
-from gtpo.algorithm import conflict_mask
-
-STEP_VARIANTS = ("gtpo", "grpo_beta0.04", "grpo_beta0")
 
 
 @dataclass(frozen=True)
@@ -62,16 +63,19 @@ class Sizes:
     completion_length: int
     steps: int
     warmup: int
-    conflict_n: int
-    conflict_t: int
+    conflict_grid: str  # a grid of benchmarks/conflict_detection.py
     conflict_vocabs: tuple[int, ...]
     tiny_model: str
     tiny_steps: int
     tiny_length: int
+    step_pairs: tuple[str, ...]  # keys of STEP_PAIRS, in the order they run
 
 
-FULL = Sizes(151_936, 896, 4864, 24, 14, 2, 8, 1024, 4, 1, 64, 4096, (32_000, 151_936), "tiny-100m", 6, 128)
-SMALL = Sizes(8192, 64, 256, 2, 4, 2, 4, 64, 3, 1, 16, 512, (32_000,), "tiny-test", 3, 16)
+FULL = Sizes(151_936, 896, 4864, 24, 14, 2, 8, 1024, 4, 1, "issue", (32_000, 151_936), "tiny-100m", 6, 128,
+             tuple(STEP_PAIRS))  # fmt: skip
+# On CPU each trainer's start costs more than its steps: one loss type's pairs only.
+SMALL = Sizes(8192, 64, 256, 2, 4, 2, 4, 64, 3, 1, "small", (32_000,), "tiny-test", 3, 16,
+              ("beta0.04", "dapo:aligned", "dapo:reuse"))  # fmt: skip
 
 
 def _device() -> torch.device:
@@ -129,67 +133,38 @@ def save_step_model(folder: str, sizes: Sizes) -> int:
 def step_child(variant: str, model_dir: str, sizes: Sizes) -> dict:
     """In a child process: train `variant` for sizes.steps steps; step times and peak memory."""
     from datasets import Dataset
-    from transformers import TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
-
-    from gtpo import GTPOConfig, GTPOTrainer
 
     torch.manual_seed(0)
-    step_seconds: list[float] = []
-    generation_seconds: list[float] = []
-
-    class StepClock(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):
-            _synchronize()
-            self.start = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            _synchronize()
-            step_seconds.append(time.perf_counter() - self.start)
-
+    clock = LockstepClock()
     with tempfile.TemporaryDirectory() as folder:
-        common = _common_config(folder, sizes, sizes.completion_length, sizes.steps)
-        common["model_init_kwargs"] = {"dtype": "bfloat16"}  # TRL would load the saved bf16 weights in fp32
-        if variant == "gtpo":
-            config, trainer_class = GTPOConfig(**common), GTPOTrainer
-        else:
-            config, trainer_class = GRPOConfig(**common, beta=float(variant.split("beta")[1])), GRPOTrainer
+        fields = _common_config(folder, sizes, sizes.completion_length, sizes.steps)
+        fields["model_init_kwargs"] = {"dtype": "bfloat16"}  # TRL would load the saved bf16 weights in fp32
+        chosen, variant_fields = step_variant(variant)
+        config, trainer_class = chosen.trainer(**{**fields, **variant_fields})
         on_gpu = torch.cuda.is_available()
         if on_gpu:
             torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
         else:
-            with open("/proc/self/clear_refs", "w") as refs:
-                refs.write("5")  # reset VmHWM to the current resident set
-        base = torch.cuda.memory_allocated() if on_gpu else vm_kib("VmRSS") * 1024
+            base = reset_peak_rss() * 1024
         trainer = trainer_class(
             model=model_dir,
             reward_funcs=spread_reward,
             args=config,
-            train_dataset=Dataset.from_list([{"prompt": "t10 t11 t12 t13 t14 t15 t16 t17"}] * 64),
+            train_dataset=Dataset.from_list([{"prompt": WORD_PROMPT}] * 64),
             processing_class=word_tokenizer(sizes.vocab),
-            callbacks=[StepClock()],
+            callbacks=[clock],
         )
-        generate = trainer._generate  # TRL's generation, timed to split the step
-
-        def timed_generate(*args, **kwargs):
-            _synchronize()
-            start = time.perf_counter()
-            try:
-                return generate(*args, **kwargs)
-            finally:
-                _synchronize()
-                generation_seconds.append(time.perf_counter() - start)
-
-        trainer._generate = timed_generate
+        clock.time(trainer, "_generate", "generation")
         trainer.train()
         peak = torch.cuda.max_memory_allocated() if on_gpu else vm_kib("VmHWM") * 1024
     losses = _losses(trainer)
-    lengths = [entry["completions/min_length"] for entry in trainer.state.log_history if "loss" in entry]
-    timed = slice(sizes.warmup, None)
+    key = "completions/min_length"  # logged by steps that generate (every other one with reuse)
+    lengths = [entry[key] for entry in trainer.state.log_history if key in entry]
     return {
         "variant": variant,
-        "step_s": statistics.median(step_seconds[timed]),
-        "generation_s": statistics.median(generation_seconds[timed]),
+        "step_s": clock.median("step", sizes.warmup),
+        "generation_s": clock.median("generation", sizes.warmup),
         "peak_mib": (peak - base) / 2**20,
         "losses": losses,
         "min_completion_length": min(lengths),
@@ -200,45 +175,43 @@ def _losses(trainer) -> list[float]:
     return [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
 
 
-def _synchronize() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def run_child(args: list[str]) -> dict:
-    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
+def _child_env() -> dict[str, str]:
+    """A check's child process environment (on CPU, with memory.py's allocator setting)."""
+    env = {"TOKENIZERS_PARALLELISM": "false"}
     if not torch.cuda.is_available():
         env.update(MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS="1")
-    result = subprocess.run([sys.executable, __file__, *args], env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"child {args[:3]} failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return env
+
+
+def run_step_child(args: list[str]) -> dict:
+    """The tiny-model check in its own process."""
+    return child_result("gpu_check", args, _child_env())
+
+
+def step_pair(key: str, model_dir: str, sizes: Sizes, small: list[str]) -> dict:
+    """One pair of benchmarks.common.STEP_PAIRS, its two trainers in child processes taking their
+    steps in turns (benchmarks.common.interleaved); both results and the ratios."""
+    name, ours, theirs = STEP_PAIRS[key]
+    runs = {variant: ["step", variant, model_dir, *small] for variant in (ours, theirs)}
+    results = interleaved("gpu_check", runs, sizes.steps, _child_env())
+    return {
+        "name": name,
+        "ours": results[ours],
+        "theirs": results[theirs],
+        "step_ratio": results[ours]["step_s"] / results[theirs]["step_s"],
+        "memory_ratio": results[ours]["peak_mib"] / results[theirs]["peak_mib"],
+    }
 
 
 def conflict_check(sizes: Sizes) -> list[dict]:
-    """Ours against vocabulary-indexed counting at N x T, on the GPU (or CPU in children)."""
-    device, group = _device(), 8
-    rows = []
-    for vocab in sizes.conflict_vocabs:
-        n, t = sizes.conflict_n, sizes.conflict_t
-        if device.type == "cuda":
-            ids, mask, adv = random_batch(n, t, vocab, group, device)
-            ours_fn = partial(conflict_mask, ids, mask, adv, group)
-            theirs_fn = partial(vocab_indexed_conflicts, ids, mask, adv, group, vocab)
-            ours, ours_times = timed_runs(ours_fn, device, 10)
-            theirs, theirs_times = timed_runs(theirs_fn, device, 3)
-            ours_s, theirs_s = statistics.median(ours_times[1:]), statistics.median(theirs_times[1:])
-            ours_mib, theirs_mib = (
-                cuda_peak_extra_mib(ours_fn, device),
-                cuda_peak_extra_mib(theirs_fn, device),
-            )
-        else:
-            ours, ours_s, ours_mib = run_in_child("ours", n, t, vocab, group, 5)
-            theirs, theirs_s, theirs_mib = run_in_child("vocab", n, t, vocab, group, 1)
-        agree = bool(torch.equal(ours.cpu(), theirs.cpu()))
-        rows.append({"n": n, "t": t, "vocab": vocab, "agree": agree, "ours_s": ours_s, "ours_mib": ours_mib,
-                     "vocab_indexed_s": theirs_s, "vocab_indexed_mib": theirs_mib})  # fmt: skip
-    return rows
+    """benchmarks/conflict_detection.py at the check's sizes (on the GPU, or CPU in children)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "conflicts.json"
+        vocabs = [str(v) for v in sizes.conflict_vocabs]
+        command = [sys.executable, "-m", "benchmarks.conflict_detection", "--grid", sizes.conflict_grid,
+                   "--vocabs", *vocabs, "--json", str(path)]  # fmt: skip
+        run_child(command, "conflict detection")
+        return json.loads(path.read_text())
 
 
 def tiny_child(sizes: Sizes) -> dict:
@@ -315,15 +288,14 @@ def markdown(report: dict) -> str:
             f"G = {step['group']}, {step['completion_length']} tokens, bf16, "
             f"median of {step['timed_steps']} steps",
             "",
-            "| trainer | step s | generation s | peak memory MiB | step vs GTPO | memory vs GTPO |",
-            "| --- | --- | --- | --- | --- | --- |",
+            "| pair | GTPO step s | theirs step s | GTPO peak MiB | theirs peak MiB | step time | memory |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
         ]
-        gtpo = step["results"]["gtpo"]
-        for variant, result in step["results"].items():
+        for pair in step["pairs"].values():
+            ours, theirs = pair["ours"], pair["theirs"]
             lines.append(
-                f"| {variant} | {result['step_s']:.2f} | {result['generation_s']:.2f} "
-                f"| {result['peak_mib']:,.0f} "
-                f"| {result['step_s'] / gtpo['step_s']:.2f}x | {result['peak_mib'] / gtpo['peak_mib']:.2f}x |"
+                f"| {pair['name']} | {ours['step_s']:.2f} | {theirs['step_s']:.2f} | {ours['peak_mib']:,.0f} "
+                f"| {theirs['peak_mib']:,.0f} | {pair['step_ratio']:.2f}x | {pair['memory_ratio']:.2f}x |"
             )
         lines.append("")
     if "conflict" in report:
@@ -366,7 +338,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="CPU-sized checks (minutes)")
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or "gpu_check_out"))
-    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)  # step VARIANT MODEL_DIR | tiny
     args = parser.parse_args()
     sizes = SMALL if args.small else FULL
     if args.child:
@@ -395,7 +367,7 @@ def main() -> None:
             failures.append(f"conflict masks disagree at vocab {row['vocab']}")
     write(report, args.out)
 
-    report["tiny"] = tiny = run_child([*small, "--child", "tiny"])
+    report["tiny"] = tiny = run_step_child(["tiny", *small])
     print(f"{tiny['model']}: losses {tiny['losses']}, {tiny['moved_tensors']} tensors moved", flush=True)
     if not tiny["all_finite"] or tiny["steps"] != sizes.tiny_steps:
         failures.append(f"{tiny['model']}: {tiny['steps']} steps, losses {tiny['losses']}")
@@ -404,19 +376,20 @@ def main() -> None:
     write(report, args.out)
     with tempfile.TemporaryDirectory() as folder:
         parameters = save_step_model(folder, sizes)
-        results = {}
-        for variant in STEP_VARIANTS:
-            result = run_child([*small, "--child", "step", variant, folder])
-            results[variant] = result
-            print(f"step {variant}: {result['step_s']:.2f} s, {result['peak_mib']:.0f} MiB", flush=True)
-            if not all(math.isfinite(loss) for loss in result["losses"]):
-                failures.append(f"{variant}: non-finite loss {result['losses']}")
-            if result["min_completion_length"] != sizes.completion_length:
-                failures.append(f"{variant}: a completion shorter than {sizes.completion_length} tokens")
-    report["step"] = {"parameters": parameters, "vocab": sizes.vocab, "group": sizes.group,
-                      "completion_length": sizes.completion_length, "timed_steps": sizes.steps - sizes.warmup,
-                      "results": results}  # fmt: skip
-    write(report, args.out)
+        report["step"] = step = {"parameters": parameters, "vocab": sizes.vocab, "group": sizes.group,
+                                 "completion_length": sizes.completion_length,
+                                 "timed_steps": sizes.steps - sizes.warmup, "pairs": {}}  # fmt: skip
+        for key in sizes.step_pairs:  # the most telling first: a run stopped by its time limit keeps them
+            pair = step["pairs"][key] = step_pair(key, folder, sizes, small)
+            print(f"step {pair['name']}: {pair['step_ratio']:.2f}x time, {pair['memory_ratio']:.2f}x memory")
+            for result in (pair["ours"], pair["theirs"]):
+                if not all(math.isfinite(loss) for loss in result["losses"]):
+                    failures.append(f"{result['variant']}: non-finite loss {result['losses']}")
+                if result["min_completion_length"] != sizes.completion_length:
+                    failures.append(
+                        f"{result['variant']}: a completion shorter than {sizes.completion_length} tokens"
+                    )
+            write(report, args.out)
 
     print(markdown(report))
     if failures:

@@ -1,18 +1,17 @@
 """Learning on the demo task: GTPO (paper and official presets) against TRL's GRPO with beta 0 and
 0.04, plus the paper's ablations in small, over several seeds, each with the same recipe, steps
-and budget (configs/demo.yaml). Prints a table of held-out accuracy and formatting after training,
-whether a run collapsed, and writes curves over steps to benchmarks/learning_main.png and
-benchmarks/learning_ablations.png.
+and budget (configs/demo.yaml). Prints a table of held-out accuracy and formatting after training and
+whether a run collapsed, and writes curves over steps to learning_main.png and
+learning_ablations.png in --plots (default: --out).
 
-A run collapsed when its training accuracy (10-step moving average, each step is one batch of 32
-completions) falls below half its best value after reaching it (best >= 0.1), or when its mean
-entropy stays above ln 2 for 20 consecutive training steps.
+Whether a run collapsed is decided by the benchmarks' one collapse rule, `collapse()` in
+benchmarks/common.py (the one benchmarks/stability.py applies; entropy is no part of it).
 
 All variants of one seed start from the same warm-started model (the first finished run's
 rl_start/), so they differ only in the RL algorithm.
 
-    python benchmarks/learning.py --jobs 2              # all variants, seeds 0 1 2 (~35 min on 2 cores)
-    python benchmarks/learning.py --variants gtpo_paper grpo_beta0 --seeds 0
+    python -m benchmarks.learning --jobs 2 --out runs/learning --plots benchmarks   # README figures
+    python -m benchmarks.learning --variants gtpo_paper grpo_beta0 --seeds 0 --max_steps 10
 """
 
 from __future__ import annotations
@@ -23,47 +22,36 @@ import statistics
 from functools import partial
 from pathlib import Path
 
-from _runs import DEMO_RECIPE, after_first, from_start, smoothed, threads_per_run, train
+from benchmarks.common import (
+    DEMO_RECIPE,
+    VARIANTS,
+    after_first,
+    collapse,
+    from_start,
+    smoothed,
+    threads_per_run,
+    train,
+)
 
-VARIANTS = {
-    "gtpo_paper": [],
-    "gtpo_official": ["--preset", "official"],
-    "grpo_beta0": ["--algorithm", "grpo"],
-    "grpo_beta0.04": ["--algorithm", "grpo", "--beta", "0.04"],
+# The shared variants and the paper's ablations (GTPO paper preset with one part switched off).
+LEARNING_VARIANTS = {
+    **{name: list(variant.flags()) for name, variant in VARIANTS.items()},
     "gate_off": ["--entropy_gate", "off"],
     "gamma_0": ["--gamma", "0"],
     "position": ["--conflict_mode", "position"],
 }
 
 
-def collapsed(metrics: list[dict]) -> bool:
-    accuracy = smoothed([m["accuracy"] for m in metrics if "accuracy" in m])
-    best, best_at = max(((a, i) for i, a in enumerate(accuracy)), default=(0.0, 0))
-    if best >= 0.1 and any(a < best / 2 for a in accuracy[best_at + 1 :]):
-        return True
-    entropy = [(m["step"], m["entropy"]) for m in metrics if "entropy" in m]
-    run_start = None
-    for step, value in entropy:
-        if value > math.log(2):
-            run_start = step if run_start is None else run_start
-            if step - run_start + 1 >= 20:
-                return True
-        else:
-            run_start = None
-    return False
-
-
 def run(variant: str, seed: int, out: Path, extra: list[str], threads: int | None) -> dict:
     """One training run (reused if its summary exists); all variants of a seed share a warm start."""
     run_dir = out / f"{variant}_seed{seed}"
     flags = ["--config", str(DEMO_RECIPE), "--seed", str(seed), "--logging_steps", "1"]
-    flags += [*VARIANTS[variant], *extra]
+    flags += [*LEARNING_VARIANTS[variant], *extra]
     finished = [d for d in sorted(out.glob(f"*_seed{seed}")) if (d / "summary.json").exists()]
     shared_start = [d / "rl_start" for d in finished if (d / "rl_start" / "config.json").exists()]
     if shared_start and not (run_dir / "summary.json").exists():
         flags += from_start(shared_start[0])
-    result = train(run_dir, flags, threads)
-    return {**result, "collapsed": collapsed(result["metrics"])}
+    return train(run_dir, flags, threads)
 
 
 PLOTS = {
@@ -73,7 +61,7 @@ PLOTS = {
 
 
 def plot(results: dict[str, list[dict]], out: Path) -> None:
-    """benchmarks/learning_{main,ablations}.png: accuracy, formatting and entropy over steps."""
+    """out/learning_{main,ablations}.png: accuracy, formatting and entropy over steps."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -102,8 +90,8 @@ def plot(results: dict[str, list[dict]], out: Path) -> None:
 
 
 def run_all(variants: list[str], seeds: list[int], out: Path, extra: list[str], jobs: int) -> dict:
-    """Every (variant, seed) run, `jobs` at a time (one thread each when jobs > 1); the other
-    variants of a seed start once its first run has saved the shared warm start."""
+    """Every (variant, seed) run, `jobs` at a time (one thread each when jobs > 1), with whether it
+    collapsed; the other variants of a seed start once its first run has saved the shared warm start."""
     threads = threads_per_run(jobs)
     firsts, rest = after_first(
         seeds,
@@ -117,14 +105,19 @@ def run_all(variants: list[str], seeds: list[int], out: Path, extra: list[str], 
         before = next(r["summary"]["before"] for r in of_seed if "before" in r["summary"])
         for r in of_seed:
             r["summary"].setdefault("before", before)
+            formatting = r["summary"]["before"]["formatting"], r["summary"]["after"]["formatting"]
+            r["collapse"] = collapse(r["metrics"], *formatting)
     return {variant: [results[variant, seed] for seed in seeds] for variant in variants}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=sorted(VARIANTS))
+    parser.add_argument(
+        "--variants", nargs="+", default=list(LEARNING_VARIANTS), choices=sorted(LEARNING_VARIANTS)
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--out", default="runs/learning")
+    parser.add_argument("--out", default="runs/learning", help="run directory (finished runs are reused)")
+    parser.add_argument("--plots", type=Path, help="where the figures go (default: --out)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time, one CPU thread each if > 1")
     args, extra = parser.parse_known_args()
     if args.jobs < 1:
@@ -140,11 +133,13 @@ def main() -> None:
         fmt_before = statistics.mean(r["summary"]["before"]["formatting"] for r in runs)
         print(
             f"{variant:>14} | {before:.3f} -> {statistics.mean(after):.3f} | {fmt_before:.3f} -> "
-            f"{statistics.mean(fmt_after):.3f} | {sum(r['collapsed'] for r in runs)}/{len(runs)}"
+            f"{statistics.mean(fmt_after):.3f} | {sum(r['collapse'] is not None for r in runs)}/{len(runs)}"
             f"   per seed: {', '.join(f'{a:.3f}' for a in after)}",
             flush=True,
         )
-    plot(results, Path(__file__).parent)
+    plots = args.plots or out
+    plots.mkdir(parents=True, exist_ok=True)
+    plot(results, plots)
 
 
 if __name__ == "__main__":

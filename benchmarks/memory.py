@@ -6,7 +6,7 @@ LM head (vocabulary x 64) and the per-token log-probs over the vocabulary domina
 step trains on one prompt with G = 2 completions forced to exactly the completion length
 (`min_new_tokens`), in fp32 on one CPU thread. Variants, all through the trainers' public API:
 
-  gtpo          GTPOTrainer (paper preset)
+  gtpo_paper    GTPOTrainer (paper preset)
   grpo_beta0    TRL's GRPOTrainer, beta 0 (no reference model)
   grpo_beta0.04 TRL's GRPOTrainer, beta 0.04 (reference model loaded and run)
   full_logits   GRPOTrainer, beta 0, whose log-probs and entropies come from the model's full
@@ -19,9 +19,9 @@ policy (and reference) weights as loaded by the trainer, the optimizer state, ge
 loss's forward and backward. A full-logits cell whose logits would need more than --max_gib
 (five fp32 copies of G x (prompt + T) x V: what the measured cells took) is skipped and reported.
 
-    python benchmarks/memory.py                        # vocab 32k and 152k, T = 512 ... 4096
-    python benchmarks/memory.py --quick                # vocab 32k, T = 512 and 1024
-    python benchmarks/memory.py --plot benchmarks/memory.png --json memory.json
+    python -m benchmarks.memory                        # vocab 32k and 152k, T = 512 ... 4096
+    python -m benchmarks.memory --quick                # vocab 32k, T = 512 and 1024
+    python -m benchmarks.memory --plot benchmarks/memory.png --json memory.json
 """
 
 from __future__ import annotations
@@ -29,36 +29,30 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from conflict_detection import vm_kib
+from benchmarks.common import (
+    VARIANTS,
+    WORD_PROMPT,
+    child_result,
+    reset_peak_rss,
+    spread_reward,
+    vm_kib,
+    word_tokenizer,
+)
 
-VARIANTS = ("gtpo", "grpo_beta0", "grpo_beta0.04", "full_logits")
+MEMORY_VARIANTS = ("gtpo_paper", "grpo_beta0", "grpo_beta0.04", "full_logits")
 HIDDEN = 64
 GROUP = 2
-PROMPT = " ".join(f"t{i}" for i in range(10, 18))  # 8 prompt tokens
-SPECIAL_TOKENS = ("<pad>", "<eos>")
+# Large freed buffers leave the resident set at once; one thread, as on a shared machine.
+CHILD_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1"}
 
 
 def logits_gib(vocab: int, length: int) -> float:
     """What five fp32 copies of the full (G, prompt + T, V) logits take, in GiB."""
-    tokens = GROUP * (length + len(PROMPT.split()) + 1)
+    tokens = GROUP * (length + len(WORD_PROMPT.split()) + 1)
     return 5 * tokens * vocab * 4 / 2**30
-
-
-def word_tokenizer(vocab: int):
-    """A whitespace tokenizer with exactly `vocab` tokens: <pad>, <eos>, t2 ... t{vocab-1}."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    words = {token: index for index, token in enumerate(SPECIAL_TOKENS)}
-    words.update({f"t{index}": index for index in range(len(SPECIAL_TOKENS), vocab)})
-    backend = Tokenizer(models.WordLevel(vocab=words, unk_token="<pad>"))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>")
 
 
 def save_model(folder: str, vocab: int, length: int, seed: int) -> None:
@@ -83,11 +77,6 @@ def save_model(folder: str, vocab: int, length: int, seed: int) -> None:
     torch.manual_seed(seed)
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-
-
-def spread_reward(completions, **kwargs) -> list[float]:
-    """A reward that differs between completions, so advantages (and GTPO's conflicts) are non-zero."""
-    return [float(sum(len(word) for word in text.split()) % 7) for text in completions]
 
 
 def full_logits_trainer_class():
@@ -123,9 +112,6 @@ def child(variant: str, vocab: int, length: int, seed: int) -> dict:
 
     torch.set_num_threads(1)
     from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
-
-    from gtpo import GTPOConfig, GTPOTrainer
 
     lengths: list[int] = []
 
@@ -137,8 +123,8 @@ def child(variant: str, vocab: int, length: int, seed: int) -> dict:
         model_dir = os.path.join(folder, "model")
         save_model(model_dir, vocab, length, seed)
         tokenizer = word_tokenizer(vocab)
-        dataset = Dataset.from_list([{"prompt": PROMPT}] * 4)
-        common = dict(
+        dataset = Dataset.from_list([{"prompt": WORD_PROMPT}] * 4)
+        fields = dict(
             output_dir=os.path.join(folder, "run"),
             per_device_train_batch_size=GROUP,
             num_generations=GROUP,
@@ -156,16 +142,13 @@ def child(variant: str, vocab: int, length: int, seed: int) -> dict:
             disable_tqdm=True,
             seed=seed,
         )
-        if variant == "gtpo":
-            config, trainer_class = GTPOConfig(**common), GTPOTrainer
-        elif variant == "full_logits":
-            config, trainer_class = GRPOConfig(**common, beta=0.0), full_logits_trainer_class()
+        if variant == "full_logits":
+            config, _ = VARIANTS["grpo_beta0"].trainer(**fields)
+            trainer_class = full_logits_trainer_class()
         else:
-            config, trainer_class = GRPOConfig(**common, beta=float(variant.split("beta")[1])), GRPOTrainer
+            config, trainer_class = VARIANTS[variant].trainer(**fields)
 
-        with open("/proc/self/clear_refs", "w") as refs:
-            refs.write("5")  # reset VmHWM to the current resident set
-        base = vm_kib("VmRSS")
+        base = reset_peak_rss()
         trainer = trainer_class(
             model=model_dir,
             reward_funcs=reward,
@@ -181,15 +164,6 @@ def child(variant: str, vocab: int, length: int, seed: int) -> dict:
     return {"variant": variant, "vocab": vocab, "length": length, "peak_mib": peak_mib, "loss": loss}
 
 
-def run_child(variant: str, vocab: int, length: int, seed: int) -> dict:
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS="1")
-    command = [sys.executable, __file__, "--child", variant, str(vocab), str(length), "--seed", str(seed)]
-    result = subprocess.run(command, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"{variant} vocab={vocab} T={length} failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
 def plot(rows: list[dict], path: Path) -> None:
     """Peak memory against completion length, one panel per vocabulary, one line per variant."""
     import matplotlib
@@ -200,7 +174,7 @@ def plot(rows: list[dict], path: Path) -> None:
     vocabs = sorted({row["vocab"] for row in rows})
     figure, axes = plt.subplots(1, len(vocabs), figsize=(5.5 * len(vocabs), 4), squeeze=False)
     for axis, vocab in zip(axes[0], vocabs, strict=True):
-        for variant in VARIANTS:
+        for variant in MEMORY_VARIANTS:
             points = [
                 (r["length"], r["peak_mib"])
                 for r in rows
@@ -249,24 +223,25 @@ def main() -> None:
     for vocab in vocabs:
         for length in lengths:
             peaks: dict[str, float | None] = {}
-            for variant in VARIANTS:
+            for variant in MEMORY_VARIANTS:
                 if variant == "full_logits" and logits_gib(vocab, length) > args.max_gib:
                     peaks[variant] = None
                     rows.append({"variant": variant, "vocab": vocab, "length": length, "peak_mib": None,
                                  "skipped": f"needs about {logits_gib(vocab, length):.1f} GiB"})  # fmt: skip
                     continue
-                result = run_child(variant, vocab, length, args.seed)
+                cell = [variant, str(vocab), str(length), "--seed", str(args.seed)]
+                result = child_result("memory", cell, CHILD_ENV)
                 rows.append(result)
                 peaks[variant] = result["peak_mib"]
-            ratio = peaks["gtpo"] / peaks["grpo_beta0"]
+            ratio = peaks["gtpo_paper"] / peaks["grpo_beta0"]
             worst = max(worst, ratio)
             full = peaks["full_logits"]
             full_text = f"{full:>7.0f}" if full is not None else f"{'skip':>7}"
             full_ratio = f"{full / peaks['grpo_beta0']:>6.2f}x" if full is not None else f"{'-':>7}"
             print(
-                f"{vocab:>7} {length:>5} | {peaks['gtpo']:>7.0f} {peaks['grpo_beta0']:>8.0f} "
+                f"{vocab:>7} {length:>5} | {peaks['gtpo_paper']:>7.0f} {peaks['grpo_beta0']:>8.0f} "
                 f"{peaks['grpo_beta0.04']:>9.0f} {full_text} | {ratio:>6.3f}x "
-                f"{peaks['gtpo'] / peaks['grpo_beta0.04']:>8.3f}x {full_ratio} "
+                f"{peaks['gtpo_paper'] / peaks['grpo_beta0.04']:>8.3f}x {full_ratio} "
                 f"{'yes' if ratio <= 1.05 else 'NO':>3}",
                 flush=True,
             )

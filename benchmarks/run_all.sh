@@ -6,11 +6,9 @@
 # to benchmarks/memory.png, benchmarks/learning_{main,ablations}.png and benchmarks/stability_*.png.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python benchmarks/conflict_detection.py --grid full --repeats 1
-python benchmarks/training_step.py --sizes demo --steps 10 --warmup 2
-python benchmarks/training_step.py --sizes 100m --steps 6 --warmup 1
-python benchmarks/training_step.py --composed --sizes demo --steps 12 --warmup 2
-python benchmarks/memory.py --plot benchmarks/memory.png
-python benchmarks/learning.py --jobs 2 --out runs/learning
+python -m benchmarks.conflict_detection --grid full --repeats 1
+python -m benchmarks.training_step --composed --sizes demo 100m --steps 11 --warmup 1
+python -m benchmarks.memory --plot benchmarks/memory.png
+python -m benchmarks.learning --jobs 2 --out runs/learning --plots benchmarks
 python benchmarks/stability.py --jobs 2 --out runs/stability
 python benchmarks/stability.py --jobs 2 --model smollm2-135m --out runs/stability_smollm2

@@ -78,7 +78,7 @@ def main(out_dir: str) -> None:
 
     GRPOTrainer._generate_and_score_completions = spy
     batch = trainer._generate_and_score_completions(inputs)
-    loss = trainer._compute_loss(trainer.model, batch)
+    loss = trainer.compute_loss(trainer.model, batch)
     torch.save(
         {
             "token_advantages": batch["advantages"],

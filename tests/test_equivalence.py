@@ -8,6 +8,7 @@ import torch
 from conftest import spy_trl_advantages, tiny_config
 from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
+from trl.trainer.utils import add_fused_lm_head
 
 from gtpo import algorithm
 from gtpo.app.models import build_tiny_model, build_tokenizer
@@ -26,11 +27,17 @@ def length_reward(completions, **kwargs):
     return [float(len(c[0]["content"]) % 5) for c in completions]
 
 
-def _trainer(tmp_path, trainer_cls=GTPOTrainer, config_cls=GTPOConfig, **overrides):
+def _trainer(tmp_path, trainer_cls=GTPOTrainer, config_cls=GTPOConfig, saved=False, **overrides):
+    """A trainer of the tiny test model; `saved`: loaded from a directory (TRL loads a reference
+    model from the policy's path)."""
     tokenizer = build_tokenizer()
     rows = [{"prompt": [{"role": "user", "content": f"What is {i} + {i}?"}]} for i in range(8)]
+    model = build_tiny_model(tokenizer, size="test", seed=0)
+    if saved:
+        model.save_pretrained(tmp_path / "model")
+        model = str(tmp_path / "model")
     return trainer_cls(
-        model=build_tiny_model(tokenizer, size="test", seed=0),
+        model=model,
         reward_funcs=length_reward,
         args=tiny_config(tmp_path, config_cls, **overrides),
         train_dataset=Dataset.from_list(rows),
@@ -71,14 +78,21 @@ def _grads(model) -> dict[str, torch.Tensor]:
     return grads
 
 
-@pytest.mark.parametrize("kind", ["crafted", "random"])
-@pytest.mark.parametrize("gate", ["paper", "always"])
-@pytest.mark.parametrize("accumulation", [1, 2])
+CASES = [
+    (kind, gate, accumulation, "later")
+    for kind in ("crafted", "random")
+    for gate in ("paper", "always")
+    for accumulation in (1, 2)
+] + [("crafted", "paper", accumulation, "first") for accumulation in (1, 2)]
+
+
+@pytest.mark.parametrize(("kind", "gate", "accumulation", "batch_kind"), CASES)
 def test_paper_preset_through_trl_loss_equals_the_loss_time_formula(
-    tmp_path, monkeypatch, kind, gate, accumulation
+    tmp_path, monkeypatch, kind, gate, accumulation, batch_kind
 ):
-    """Paper preset, loss_type grpo, num_iterations 1: TRL's loss on GTPO's (B, T) advantages has
-    the loss and gradients of gtpo.algorithm.gtpo_loss with loss-time entropies (the old path)."""
+    """Paper preset, loss_type grpo, num_iterations 1: TRL's loss on GTPO's advantages has the loss
+    and gradients of gtpo.algorithm.gtpo_loss with loss-time entropies. The first batch carries
+    them complete (from the H_ini pass); a later one has them completed in the loss's own pass."""
     trl = spy_trl_advantages(monkeypatch)
     trainer = _trainer(tmp_path, entropy_gate=gate, gradient_accumulation_steps=accumulation)
     _fixed_rollouts(trainer, kind, seed=accumulation)
@@ -101,8 +115,11 @@ def test_paper_preset_through_trl_loss_equals_the_loss_time_formula(
         trainer.args.entropy_threshold = float(
             algorithm.mean_completion_entropy(ent, probe["completion_mask"]).median()
         )
+    elif batch_kind == "later":
+        trainer._generate_and_score_completions(inputs)  # the first batch measures H_ini
     batch = trainer._generate_and_score_completions(inputs)
-    new_loss = trainer._compute_loss(model, batch)
+    assert ("gtpo_token_weights" in batch) == (batch_kind == "later")
+    new_loss = trainer.compute_loss(model, batch)
     new_loss.backward()
     new_grads = _grads(model)
 
@@ -133,21 +150,26 @@ def test_paper_preset_through_trl_loss_equals_the_loss_time_formula(
         assert torch.allclose(grad, old_grads[name], atol=1e-6), name
 
 
-def test_official_preset_is_not_divided_by_accumulation_steps(tmp_path, monkeypatch):
+@pytest.mark.parametrize("batch_kind", ["first", "later"])
+def test_official_preset_is_not_divided_by_accumulation_steps(tmp_path, monkeypatch, batch_kind):
     """As the authors' code: each micro-batch's loss is the official sum over its completions,
-    whatever the number of accumulation steps."""
+    whatever the number of accumulation steps, with advantages from the batch (first) or completed
+    in the loss's pass (later)."""
     trl = spy_trl_advantages(monkeypatch)
     trainer = _trainer(tmp_path, preset="official", entropy_threshold=100.0, gradient_accumulation_steps=2)
     _fixed_rollouts(trainer, "crafted")
     model = trainer.model
     model.train()
     trainer.current_gradient_accumulation_steps = 2
+    if batch_kind == "later":
+        trainer._generate_and_score_completions([{"prompt": PROMPT}] * 8)
     batch = trainer._generate_and_score_completions([{"prompt": PROMPT}] * 8)  # two micro-batches of 4
+    assert ("advantages" in batch) == (batch_kind == "first")
     micro = {
         key: value[:4] if torch.is_tensor(value) and value.dim() > 0 else value
         for key, value in batch.items()
     }
-    loss = trainer._compute_loss(model, micro)
+    loss = trainer.compute_loss(model, micro)
 
     ids, mask, adv = micro["completion_ids"], micro["completion_mask"], trl["advantages"][:4]
     logps, entropies, _ = trainer._get_per_token_logps_and_entropies(
@@ -234,6 +256,151 @@ def test_one_policy_pass_per_batch(tmp_path, monkeypatch, accumulation, steps_pe
     gate = algorithm.entropy_gate(mean_entropy, "paper", math.log(2), trainer.initial_entropy)
     expected = algorithm.token_advantages(adv, weights, mean_entropy, gate, 0.1)
     assert torch.allclose(batch["advantages"], expected, atol=1e-6)
+
+
+def _count_policy_passes(monkeypatch) -> list[tuple[bool, bool]]:
+    """Record (gradient enabled, entropies asked for) for each pass of the policy."""
+    calls: list[tuple[bool, bool]] = []
+    original = GRPOTrainer._get_per_token_logps_and_entropies
+
+    def counting(self, model, *args, **kwargs):
+        if model is self.model:
+            calls.append((torch.is_grad_enabled(), kwargs.get("compute_entropy", False)))
+        return original(self, model, *args, **kwargs)
+
+    monkeypatch.setattr(GRPOTrainer, "_get_per_token_logps_and_entropies", counting)
+    return calls
+
+
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_aligned_steps_run_no_second_pass_after_the_first_batch(tmp_path, monkeypatch, accumulation):
+    """Aligned steps (TRL runs no old-log-prob pass): the first generation batch has one no-grad
+    pass (H_ini); every later batch only the loss's own pass, one per micro-batch."""
+    calls = _count_policy_passes(monkeypatch)
+    steps = 3
+    trainer = _trainer(
+        tmp_path, gradient_accumulation_steps=accumulation, per_device_train_batch_size=4, max_steps=steps
+    )
+    assert not trainer._trl_runs_policy_pass()
+    trainer.train()
+    no_grad = [call for call in calls if not call[0]]
+    assert no_grad == [(False, True)], f"no-grad passes of the policy: {no_grad}"
+    assert calls.count((True, True)) == steps * accumulation  # the loss's passes
+    assert trainer.initial_entropy is not None
+
+
+def test_misaligned_steps_reuse_trl_s_pass(tmp_path, monkeypatch):
+    """steps_per_generation 2 > accumulation 1: TRL's old-log-prob pass (asked for entropies) is the
+    only no-grad pass, one per generation batch, the first included."""
+    calls = _count_policy_passes(monkeypatch)
+    trainer = _trainer(tmp_path, steps_per_generation=2, per_device_train_batch_size=4, max_steps=4)
+    assert trainer._trl_runs_policy_pass()
+    trainer.train()
+    assert [call for call in calls if not call[0]] == [(False, True)] * 2
+    assert calls.count((True, True)) == 4
+
+
+def _eager_batch(trainer, batch) -> dict:
+    """The batch as the first batch would carry it: GTPO's advantages complete, from a no-grad pass."""
+    ids, mask = batch["completion_ids"], batch["completion_mask"]
+    with torch.no_grad():
+        _, entropies, _ = GRPOTrainer._get_per_token_logps_and_entropies(
+            trainer,
+            trainer.model,
+            torch.cat([batch["prompt_ids"], ids], 1),
+            torch.cat([batch["prompt_mask"], mask], 1),
+            ids.shape[1],
+            compute_entropy=True,
+        )
+    mean_entropy = algorithm.mean_completion_entropy(entropies, mask)
+    adv = batch["gtpo_sequence_advantages"]
+    args = trainer.args
+    gate = algorithm.entropy_gate(
+        mean_entropy, args.entropy_gate, args.entropy_threshold, trainer.initial_entropy
+    )
+    advantages = algorithm.token_advantages(adv, batch["gtpo_token_weights"], mean_entropy, gate, args.gamma)
+    kept = {k: v for k, v in batch.items() if k not in ("gtpo_token_weights", "gtpo_row")}
+    return {**kept, "advantages": advantages}
+
+
+@pytest.mark.parametrize("loss_type", LOSS_TYPES)
+def test_loss_time_advantages_equal_batch_advantages_for_every_loss_type(tmp_path, loss_type):
+    """For every TRL loss type, completing the advantages in the loss's own pass gives the loss and
+    gradients that TRL's loss gives on advantages computed beforehand from a no-grad pass."""
+    trainer = _trainer(tmp_path, loss_type=loss_type, gradient_accumulation_steps=2, entropy_threshold=3.0)
+    _fixed_rollouts(trainer, "crafted")
+    model = trainer.model
+    model.train()
+    trainer.current_gradient_accumulation_steps = 2
+    trainer._generate_and_score_completions([{"prompt": PROMPT}] * 4)  # H_ini
+    batch = trainer._generate_and_score_completions([{"prompt": PROMPT}] * 4)
+    assert "advantages" not in batch
+    lazy = trainer.compute_loss(model, batch)
+    lazy.backward()
+    lazy_grads = _grads(model)
+    eager = GRPOTrainer.compute_loss(trainer, model, _eager_batch(trainer, batch))
+    eager.backward()
+    eager_grads = _grads(model)
+    assert lazy.item() == pytest.approx(eager.item(), abs=1e-6)
+    assert lazy.item() != 0
+    assert set(lazy_grads) == set(eager_grads)
+    for name, grad in lazy_grads.items():
+        assert torch.allclose(grad, eager_grads[name], atol=1e-6), name
+
+
+def test_capture_takes_the_policy_not_the_reference_model(tmp_path, monkeypatch):
+    """With beta > 0 TRL keeps a reference model. Even when a pass of it with entropies runs inside
+    the loss (as a TRL release might), the advantages are completed from the policy's entropies."""
+    trainer = _trainer(tmp_path, saved=True, beta=0.04, entropy_threshold=3.0)
+    assert trainer.ref_model is not None
+    with torch.no_grad():
+        for parameter in trainer.ref_model.parameters():
+            parameter.mul_(3.0)  # a reference far from the policy: other entropies
+    # TRL's reference head returns log-probs only; this one returns entropies too, as the policy's.
+    add_fused_lm_head(
+        trainer.ref_model, temperature=trainer.temperature, cast_lm_head_to_fp32=False,
+        outputs=("log_probs", "entropy"),
+    )  # fmt: skip
+    _fixed_rollouts(trainer, "crafted")
+    model = trainer.model
+    model.train()
+    trainer.current_gradient_accumulation_steps = 1
+    trainer._generate_and_score_completions([{"prompt": PROMPT}] * 4)  # H_ini
+    batch = trainer._generate_and_score_completions([{"prompt": PROMPT}] * 4)
+    original = GRPOTrainer._compute_loss
+    read: dict[str, torch.Tensor] = {}
+
+    def reference_pass_first(self, model, inputs):
+        ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], 1)
+        attention = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], 1)
+        with torch.no_grad():
+            self._get_per_token_logps_and_entropies(
+                self.ref_model, ids, attention, inputs["completion_ids"].shape[1], compute_entropy=True
+            )
+        loss = original(self, model, inputs)
+        read["advantages"] = inputs["advantages"]
+        return loss
+
+    monkeypatch.setattr(GRPOTrainer, "_compute_loss", reference_pass_first)
+    trainer.compute_loss(model, batch)
+    expected = _eager_batch(trainer, batch)["advantages"]
+    assert torch.allclose(read["advantages"], expected, atol=1e-6)
+    reference_view = _eager_batch(trainer, batch)
+    ids, mask = batch["completion_ids"], batch["completion_mask"]
+    with torch.no_grad():
+        _, ref_entropies, _ = GRPOTrainer._get_per_token_logps_and_entropies(
+            trainer, trainer.ref_model, torch.cat([batch["prompt_ids"], ids], 1),
+            torch.cat([batch["prompt_mask"], mask], 1), ids.shape[1], compute_entropy=True,
+        )  # fmt: skip
+    policy_mean = algorithm.mean_completion_entropy(
+        GRPOTrainer._get_per_token_logps_and_entropies(
+            trainer, model, torch.cat([batch["prompt_ids"], ids], 1),
+            torch.cat([batch["prompt_mask"], mask], 1), ids.shape[1], compute_entropy=True,
+        )[1], mask,
+    )  # fmt: skip
+    ref_mean = algorithm.mean_completion_entropy(ref_entropies, mask)
+    assert (policy_mean - ref_mean).abs().max() > 1e-2, "the reference should have other entropies"
+    assert torch.equal(reference_view["advantages"], expected)
 
 
 def _parameters(model) -> dict[str, torch.Tensor]:

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.common import STEP_PAIRS
+from benchmarks.gpu_check import FULL, SMALL
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -21,11 +24,14 @@ def test_gpu_check_small_mode_runs_on_cpu(tmp_path):
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert report["failures"] == []
-    assert set(report["step"]["results"]) == {"gtpo", "grpo_beta0.04", "grpo_beta0"}
-    for variant in report["step"]["results"].values():
-        assert variant["step_s"] > 0 and variant["peak_mib"] > 0
-        assert all(math.isfinite(loss) for loss in variant["losses"])
+    assert list(report["step"]["pairs"]) == list(SMALL.step_pairs)
+    assert set(SMALL.step_pairs) < set(STEP_PAIRS) == set(FULL.step_pairs)
+    for pair in report["step"]["pairs"].values():
+        assert pair["step_ratio"] > 0 and pair["memory_ratio"] > 0
+        for variant in (pair["ours"], pair["theirs"]):
+            assert variant["step_s"] > 0 and variant["peak_mib"] > 0
+            assert all(math.isfinite(loss) for loss in variant["losses"])
     assert [row["agree"] for row in report["conflict"]] == [True]
     assert report["tiny"]["dtype"] == "torch.bfloat16" and report["tiny"]["moved_tensors"] > 0
     markdown = (tmp_path / "gpu_check.md").read_text()
-    assert "| gtpo |" in markdown and "## Conflict detection" in markdown
+    assert "| GTPO+dapo / dapo, aligned |" in markdown and "## Conflict detection" in markdown

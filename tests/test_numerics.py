@@ -243,7 +243,7 @@ def test_trainer_loss_on_empty_eos_only_and_full_length_rows(tmp_path, preset, d
     batch = trainer._generate_and_score_completions([{"prompt": prompt}] * 4)
     mask = batch["completion_mask"]
     assert mask.sum(1).tolist() == [0, 1, 6, 6]
-    loss = trainer._compute_loss(trainer.model, batch)
+    loss = trainer.compute_loss(trainer.model, batch)
     loss.backward()
     assert torch.isfinite(batch["advantages"]).all()
     assert torch.isfinite(loss.float())
@@ -264,8 +264,9 @@ def test_trainer_loss_on_empty_eos_only_and_full_length_rows(tmp_path, preset, d
     trainer.args.gamma = 0.0
     trainer.reward_funcs = [lambda completions, **kwargs: [1.0] * len(completions)]
     batch = trainer._generate_and_score_completions([{"prompt": prompt}] * 4)
-    assert (batch["advantages"] == 0).all()
-    loss = trainer._compute_loss(trainer.model, batch)
+    assert "advantages" not in batch  # completed in the loss's own pass, from TRL's zero advantages
+    assert (batch["gtpo_sequence_advantages"] == 0).all()
+    loss = trainer.compute_loss(trainer.model, batch)
     loss.backward()
     assert loss.item() == 0.0
     assert all((p.grad == 0).all() for p in trainer.model.parameters() if p.grad is not None)

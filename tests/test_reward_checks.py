@@ -236,7 +236,10 @@ def test_missing_mode_trains_with_finite_loss_and_parameters(tmp_path):
     batch = trainer._generate_and_score_completions(_group(["", "nan", "", "nan"]))
     advantages = batch["advantages"]  # GTPO's, per token
     assert torch.isfinite(advantages).all()
-    assert trainer.last_group["advantages"][1] == 0 and trainer.last_group["advantages"][3] == 0  # all missed
+    missed = batch["gtpo_sequence_advantages"][[1, 3]]
+    assert (missed == 0).all()  # every function missed them: TRL's advantage 0
+    # GTPO trains them on the shaping alone, -gamma * <H> (what last_group shows)
+    assert all(trainer.last_group["advantages"][row] < 0 for row in (1, 3))
 
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
@@ -257,3 +260,18 @@ def test_a_dataset_without_a_prompt_column_is_named_in_one_line():
     with pytest.raises(ValueError, match=r"^my_set is a DatasetDict \(splits: train\); pass one split$"):
         check_prompt_column(DatasetDict(train=questions), "my_set")
     check_prompt_column(questions.rename_column("question", "prompt"))
+
+
+def test_gtpo_trainer_refuses_a_dataset_without_a_prompt_column(tmp_path):
+    tokenizer = build_tokenizer()
+    questions = Dataset.from_list([{"question": "1 + 1?", "answer": "2"}] * 4)
+    with pytest.raises(ValueError) as error:
+        GTPOTrainer(
+            model=build_tiny_model(tokenizer, size="test"),
+            reward_funcs=trap_nan,
+            args=tiny_config(tmp_path),
+            train_dataset=questions,
+            processing_class=tokenizer,
+        )
+    assert str(error.value).startswith("train_dataset has no 'prompt' column (columns: question, answer);")
+    assert "\n" not in str(error.value)

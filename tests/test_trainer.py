@@ -191,7 +191,8 @@ def test_advantages_are_the_algorithm_s(tmp_path, monkeypatch, preset):
     assert batch["advantages"].shape == ids.shape
     assert torch.allclose(batch["advantages"], expected, atol=1e-6)
     group = trainer.last_group
-    assert group["advantages"] == pytest.approx(adv.tolist())
+    shaped = algorithm.shaped_advantages(adv, mean_entropy, gate, 0.1)  # what the table shows
+    assert group["advantages"] == pytest.approx(shaped.tolist(), abs=1e-6)
     assert group["weights"] == [w[: int(m.sum())].tolist() for w, m in zip(weights, mask, strict=True)]
     assert [len(c) for c in group["completion_ids"]] == mask.sum(1).tolist()
     assert group["prompt"] == "What is 1 + 1?" and set(group["rewards"]) == {"length_reward"}
@@ -202,12 +203,33 @@ def test_advantages_are_the_algorithm_s(tmp_path, monkeypatch, preset):
     lengths = mask.sum(dim=1).tolist()
     assert group["prompt"] == "What is 1 + 1?"
     assert group["completion_ids"] == [ids[i, : lengths[i]].tolist() for i in range(4)]
-    assert group["advantages"] == adv.tolist()
     assert group["conflict"] == [algorithm.conflict_mask(ids, mask, adv, 4)[i, : lengths[i]].int().tolist()
                                  for i in range(4)]  # fmt: skip
     assert group["weights"] == [weights[i, : lengths[i]].tolist() for i in range(4)]
     texts = trainer.processing_class.batch_decode(group["completion_ids"], skip_special_tokens=True)
     assert group["rewards"] == {"length_reward": [float(len(t) % 5) for t in texts]}
+
+
+def test_table_and_last_group_show_the_advantages_trained_on(tmp_path, monkeypatch):
+    """Aligned steps: TRL's completions table and last_group hold GTPO's shaped advantages
+    delta_i * (A_i - gamma * <H>_i), filled in by the loss's pass (not TRL's A_i)."""
+    trl = spy_trl_advantages(monkeypatch)
+    trainer = _trainer(tmp_path, entropy_threshold=3.0)
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1
+    inputs = [{"prompt": [{"role": "user", "content": "What is 1 + 1?"}]}] * 4
+    trainer._generate_and_score_completions(inputs)  # H_ini
+    batch = trainer._generate_and_score_completions(inputs)
+    assert "advantages" not in batch  # completed in the loss's pass
+    assert trainer.last_group["advantages"] == [None] * 4
+    trainer.compute_loss(trainer.model, batch)
+    mean_entropy = algorithm.mean_completion_entropy(_entropies(trainer, batch), batch["completion_mask"])
+    adv = trl["advantages"]
+    gate = algorithm.entropy_gate(mean_entropy, "paper", 3.0, trainer.initial_entropy)
+    shaped = algorithm.shaped_advantages(adv, mean_entropy, gate, 0.1)
+    assert not torch.allclose(shaped, adv)
+    assert list(trainer._logs["advantages"]) == pytest.approx(shaped.tolist(), abs=1e-6)
+    assert trainer.last_group["advantages"] == pytest.approx(shaped.tolist(), abs=1e-6)
 
 
 def test_gtpo_switched_off_equals_trl_grpo(tmp_path):
@@ -247,7 +269,7 @@ def test_official_preset_loss_is_the_official_formula(tmp_path, monkeypatch):
     batch = trainer._generate_and_score_completions(
         [{"prompt": [{"role": "user", "content": "What is 2 + 3?"}]}] * 4
     )
-    loss = trainer._compute_loss(model, batch)  # TRL's loss, on GTPO's advantages
+    loss = trainer.compute_loss(model, batch)  # TRL's loss, on GTPO's advantages
     loss.backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad()
@@ -376,3 +398,54 @@ def test_two_processes_compute_what_one_does(tmp_path):
     assert torch.equal(one["advantages"], two["advantages"])
     assert torch.allclose(one["weights"], two["weights"], atol=1e-6)
     assert torch.allclose(one["loss"], two["loss"], atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# A run that stops learning says so (GTPOConfig.stall_warning)
+# ---------------------------------------------------------------------------------------------
+
+
+def _stall_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "gtpo.trainer" and r.levelname == "WARNING"]
+
+
+def test_a_gate_that_drops_every_completion_is_named_once(tmp_path, caplog):
+    trainer = _trainer(tmp_path, entropy_gate="always", entropy_threshold=1e-6, stall_steps=2, max_steps=3)
+    with caplog.at_level("WARNING", logger="gtpo.trainer"):
+        trainer.train()
+    assert [entry["gtpo/gated_out_share"] for entry in trainer.state.log_history[:3]] == [1.0] * 3
+    (message,) = _stall_warnings(caplog)  # once for the stretch of steps 1-3
+    assert "\n" not in message
+    assert "gtpo/gated_out_share" in message and "steps 1-2" in message
+    assert f"H_ini {trainer.initial_entropy:.3f}" in message and "entropy_threshold 1e-06" in message
+    assert "raise entropy_threshold" in message and "lower the learning rate" in message
+
+
+def test_training_on_shaping_alone_is_named(tmp_path, caplog):
+    """Equal rewards in every group: A_i = 0, so only the shaping -gamma * <H> moves the policy."""
+    tokenizer = build_tokenizer()
+    trainer = GTPOTrainer(
+        model=build_tiny_model(tokenizer, size="test", seed=0),
+        reward_funcs=lambda completions, **kwargs: [1.0] * len(completions),
+        args=tiny_config(tmp_path, entropy_gate="off", stall_steps=2, max_steps=2),
+        train_dataset=_dataset(),
+        processing_class=tokenizer,
+    )
+    with caplog.at_level("WARNING", logger="gtpo.trainer"):
+        trainer.train()
+    assert [entry["gtpo/shaping_only_share"] for entry in trainer.state.log_history[:2]] == [1.0] * 2
+    (message,) = _stall_warnings(caplog)
+    assert "gtpo/shaping_only_share" in message and "steps 1-2" in message and "gamma=0" in message
+
+
+def test_stall_warning_switched_off_and_silent_on_a_learning_run(tmp_path, caplog):
+    gated = _trainer(
+        tmp_path / "off", entropy_gate="always", entropy_threshold=1e-6, stall_steps=1, stall_warning=False
+    )
+    learning = _trainer(tmp_path / "on", entropy_threshold=100.0, stall_steps=1)  # rewards differ
+    with caplog.at_level("WARNING", logger="gtpo.trainer"):
+        gated.train()
+        learning.train()
+    assert _stall_warnings(caplog) == []
+    shares = [entry["gtpo/shaping_only_share"] for entry in learning.state.log_history[:2]]
+    assert all(share < 1 for share in shares)

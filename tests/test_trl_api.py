@@ -41,6 +41,7 @@ CLASS_ATTRIBUTES: dict[str, type] = {
 }
 INSTANCE_ATTRIBUTES: dict[str, type] = {
     "GRPOTrainer._metrics": dict,
+    "GRPOTrainer._logs": dict,
     "GRPOTrainer._step": int,
     "GRPOTrainer._buffered_inputs": object,
 }
@@ -98,6 +99,10 @@ def test_private_instance_attributes_exist(tmp_path):
         )
         assert isinstance(getattr(trainer, attribute), kind), f"{name} changed type"
     assert {"train", "eval"} <= set(trainer._metrics), "GRPOTrainer._metrics is no longer keyed by mode"
+    table = trainer._logs.get("advantages")
+    assert hasattr(table, "__setitem__") and table.maxlen == trainer.args.generation_batch_size, (
+        "GRPOTrainer._logs['advantages'] is no longer a deque holding one generation batch"
+    )
 
 
 def test_model_card_cites_gtpo(tmp_path):

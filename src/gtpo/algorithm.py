@@ -444,6 +444,15 @@ def clipped_tokens(
     return (ratio < 1.0 - epsilon_low) & (sign < 0), (ratio > 1.0 + epsilon_high) & (sign > 0)
 
 
+def shaping_only(
+    advantages: torch.Tensor, gate: torch.Tensor, mean_entropy: torch.Tensor, gamma: float = 0.1
+) -> torch.Tensor:
+    """Completions that the update moves by the entropy shaping alone: A_i = 0 (all rewards of the
+    group equal, or none scored), kept by the gate, gamma * <H>_i != 0, so their advantage is
+    -gamma * <H>_i. All (N,). Returns bool (N,)."""
+    return (advantages == 0) & (gate > 0) & (gamma * mean_entropy != 0)
+
+
 def gate_diagnostics(gate: torch.Tensor, mean_entropy: torch.Tensor) -> dict[str, float]:
     """Share of completions the gate dropped, and the batch's mean completion entropy."""
     return {

@@ -80,6 +80,8 @@ BOUNDS: dict[str, tuple[str, ...]] = {
     "gamma": (">= 0",),
     "entropy_threshold": ("> 0",),
     "loss_temperature": ("> 0",),
+    "stall_share": ("> 0", "<= 1"),
+    "stall_steps": (">= 1",),
 }
 # A value outside its field's bounds that means something, and what.
 SPECIAL_VALUES: dict[str, tuple[Any, str]] = {"max_steps": (-1, "to train for num_train_epochs")}
@@ -226,6 +228,23 @@ class GTPOConfig(GRPOConfig):
             "A NaN or infinite reward: 'error' (stop, naming the reward function and the completion) "
             "or 'missing' (treated like a reward function's None)."
         ),
+    )
+
+    stall_warning: bool = field(
+        default=True,
+        **_help(
+            "Warn, in one line, when for stall_steps optimisation steps in a row the entropy gate drops "
+            "at least stall_share of the completions (gtpo/gated_out_share), or the entropy shaping alone "
+            "moves at least stall_share of those it keeps (gtpo/shaping_only_share: groups of equal "
+            "rewards). False: no warning."
+        ),
+    )
+    stall_share: float = field(
+        default=1.0,
+        **_help("Share of completions that makes a step count for stall_warning (default 1.0: all)."),
+    )
+    stall_steps: int = field(
+        default=5, **_help("Consecutive optimisation steps before stall_warning warns (default 5).")
     )
 
     def __post_init__(self):

@@ -12,8 +12,10 @@ TRL calls each reward function once on the whole batch. A function wrapped by
   * that returns NaN or an infinite value (or one beyond float32, where TRL keeps rewards) stops
     training with the function's name and the completion index, or, with
     `nonfinite_rewards="missing"`, has the value treated as missing, as TRL treats None: left out
-    of the sum over reward functions, and a completion that every function misses gets
-    advantage 0.
+    of the sum over reward functions, and a completion that every function misses gets TRL's
+    advantage A_i = 0. GTPO still trains it on the entropy shaping alone: its advantage is
+    -gamma * <H>_i (as for every completion of a group whose rewards are all equal); gamma=0
+    leaves it out of the update.
 """
 
 from __future__ import annotations

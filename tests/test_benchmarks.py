@@ -1,0 +1,50 @@
+"""benchmarks/common.py without training: each shared variant is the same trainer whether a benchmark
+builds it in Python or passes its flags to `gtpo train`, and the step clock times what it wraps."""
+
+import time
+
+import pytest
+from trl import GRPOConfig
+
+from benchmarks.common import DEMO_RECIPE, VARIANTS, StepClock
+from gtpo import GTPOConfig, GTPOTrainer
+from gtpo.app.pipeline import training_config
+from gtpo.app.recipe import load_recipe
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_variant_flags_and_python_config_agree(name, tmp_path):
+    variant = VARIANTS[name]
+    recipe = load_recipe(DEMO_RECIPE, [*variant.flags(), "--output_dir", str(tmp_path)])
+    from_flags = training_config(recipe)
+    from_python, trainer_class = variant.trainer(output_dir=str(tmp_path), use_cpu=True)
+    assert type(from_flags) is type(from_python)
+    assert (trainer_class is GTPOTrainer) == isinstance(from_python, GTPOConfig)
+    assert from_python.loss_type == from_flags.loss_type == "grpo"
+    assert from_python.beta == from_flags.beta == variant.beta
+    if isinstance(from_python, GTPOConfig):
+        assert from_python.preset == from_flags.preset == variant.preset
+    else:
+        assert type(from_python) is GRPOConfig
+
+
+def test_step_clock_times_wrapped_parts():
+    class Owner:
+        def work(self, seconds: float) -> str:
+            time.sleep(seconds)
+            return "done"
+
+    owner, clock = Owner(), StepClock()
+    clock.time(owner, "work", "generation")
+    for _ in range(3):
+        clock.on_step_begin(None, None, None)
+        assert owner.work(0.02) == "done"
+        time.sleep(0.01)
+        clock.on_step_end(None, None, None)
+    assert len(clock.steps) == 3
+    assert clock.median("generation", warmup=1) >= 0.02
+    assert clock.median("step", warmup=1) >= clock.median("generation", warmup=1) + 0.01
+    assert 0 < clock.median("generation", warmup=1, share=True) < 1
+    assert clock.median("loss", warmup=1) == 0.0
+    with pytest.raises(SystemExit, match="none after the 3 warm-up steps"):
+        clock.median("step", warmup=3)
