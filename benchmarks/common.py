@@ -238,7 +238,9 @@ def first_stretch(steps: list[int], flags: list[bool], length: int = CONSECUTIVE
     return None
 
 
-def series(metrics: list[dict[str, Any]], key: str, full: bool = False) -> tuple[list[int], list[float]]:
+def trailing_means(
+    metrics: list[dict[str, Any]], key: str, full: bool = False
+) -> tuple[list[int], list[float]]:
     """Steps and WINDOW-step trailing means of one metric; with `full`, only means of WINDOW steps."""
     records = [m for m in metrics if key in m and "step" in m]
     first = WINDOW - 1 if full else 0
@@ -253,12 +255,12 @@ def collapse(
 ) -> Collapse | None:
     """Whether and where a run collapsed, by the rule above (earliest criterion wins; on a tie:
     length, formatting, accuracy)."""
-    steps, clipped = series(metrics, "completions/clipped_ratio", full=True)
+    steps, clipped = trailing_means(metrics, "completions/clipped_ratio", full=True)
     length = first_stretch(steps, [c > CLIPPED_MAX for c in clipped])
-    steps, formatting = series(metrics, "formatting", full=True)
+    steps, formatting = trailing_means(metrics, "formatting", full=True)
     held = [any(f >= FORMAT_FLOOR for f in formatting[:i]) for i in range(len(formatting))]
     lost = first_stretch(steps, [h and f < FORMAT_FLOOR for h, f in zip(held, formatting, strict=True)])
-    steps, accuracy = series(metrics, "accuracy", full=True)
+    steps, accuracy = trailing_means(metrics, "accuracy", full=True)
     best = list(itertools.accumulate(accuracy, max))
     fell = [b >= ACCURACY_MIN_BEST and a < ACCURACY_FRACTION * b for a, b in zip(accuracy, best, strict=True)]
     fired = [("length", length), ("formatting", lost), ("accuracy", first_stretch(steps, fell))]
