@@ -151,6 +151,11 @@ def synchronize() -> None:
         torch.cuda.synchronize()
 
 
+# TRL has no public timing point inside a step: the clock wraps these private GRPOTrainer methods
+# (benchmarks only; tests/test_benchmarks.py checks that they exist).
+TRL_TIMED = {"_generate": "generation", "_compute_loss": "loss"}
+
+
 class StepClock(TrainerCallback):
     """Wall time of every optimisation step and of named parts of it (`time`), CUDA synchronised.
     `steps` holds one {"step": s, part: s, ...} record per step."""
@@ -170,8 +175,7 @@ class StepClock(TrainerCallback):
         self.steps.append({**self._parts, "step": time.perf_counter() - self._start})
 
     def time(self, owner: Any, name: str, part: str) -> None:
-        """Replace owner.NAME by a wrapper whose wall time counts towards `part` of the step (for
-        trainer methods, such as TRL's generation `_generate`, the only timing point TRL has)."""
+        """Replace owner.NAME by a wrapper whose wall time counts towards `part` of the step."""
         function = getattr(owner, name)
 
         @wraps(function)
@@ -185,6 +189,11 @@ class StepClock(TrainerCallback):
                 self._parts[part] += time.perf_counter() - start
 
         setattr(owner, name, timed)
+
+    def time_trl(self, trainer: Any) -> None:
+        """Time TRL's generation and loss in `trainer` (parts "generation" and "loss")."""
+        for name, part in TRL_TIMED.items():
+            self.time(trainer, name, part)
 
     def median(self, part: str, warmup: int, share: bool = False) -> float:
         """Median over the steps after the first `warmup` of a part's seconds (or share of the step)."""
