@@ -178,6 +178,11 @@ def synchronize() -> None:
         torch.cuda.synchronize()
 
 
+# TRL has no public timing point inside a step: the clock wraps these private GRPOTrainer methods
+# (benchmarks only; tests/test_benchmarks.py checks that they exist).
+TRL_TIMED = {"_generate": "generation", "_compute_loss": "loss"}
+
+
 class StepClock(TrainerCallback):
     """Wall time of every optimisation step and of named parts of it (`time`), CUDA synchronised.
     `steps` holds one {"step": s, part: s, ...} record per step."""
@@ -197,8 +202,7 @@ class StepClock(TrainerCallback):
         self.steps.append({**self._parts, "step": time.perf_counter() - self._start})
 
     def time(self, owner: Any, name: str, part: str) -> None:
-        """Replace owner.NAME by a wrapper whose wall time counts towards `part` of the step (for
-        trainer methods, such as TRL's generation `_generate`, the only timing point TRL has)."""
+        """Replace owner.NAME by a wrapper whose wall time counts towards `part` of the step."""
         function = getattr(owner, name)
 
         @wraps(function)
@@ -212,6 +216,11 @@ class StepClock(TrainerCallback):
                 self._parts[part] += time.perf_counter() - start
 
         setattr(owner, name, timed)
+
+    def time_trl(self, trainer: Any) -> None:
+        """Time TRL's generation and loss in `trainer` (parts "generation" and "loss")."""
+        for name, part in TRL_TIMED.items():
+            self.time(trainer, name, part)
 
     def median(self, part: str, warmup: int, share: bool = False) -> float:
         """Median over the steps after the first `warmup` of a part's seconds (or share of the step)."""
@@ -336,7 +345,9 @@ def first_stretch(steps: list[int], flags: list[bool], length: int = CONSECUTIVE
     return None
 
 
-def series(metrics: list[dict[str, Any]], key: str, full: bool = False) -> tuple[list[int], list[float]]:
+def trailing_means(
+    metrics: list[dict[str, Any]], key: str, full: bool = False
+) -> tuple[list[int], list[float]]:
     """Steps and WINDOW-step trailing means of one metric; with `full`, only means of WINDOW steps."""
     records = [m for m in metrics if key in m and "step" in m]
     first = WINDOW - 1 if full else 0
@@ -351,12 +362,12 @@ def collapse(
 ) -> Collapse | None:
     """Whether and where a run collapsed, by the rule above (earliest criterion wins; on a tie:
     length, formatting, accuracy)."""
-    steps, clipped = series(metrics, "completions/clipped_ratio", full=True)
+    steps, clipped = trailing_means(metrics, "completions/clipped_ratio", full=True)
     length = first_stretch(steps, [c > CLIPPED_MAX for c in clipped])
-    steps, formatting = series(metrics, "formatting", full=True)
+    steps, formatting = trailing_means(metrics, "formatting", full=True)
     held = [any(f >= FORMAT_FLOOR for f in formatting[:i]) for i in range(len(formatting))]
     lost = first_stretch(steps, [h and f < FORMAT_FLOOR for h, f in zip(held, formatting, strict=True)])
-    steps, accuracy = series(metrics, "accuracy", full=True)
+    steps, accuracy = trailing_means(metrics, "accuracy", full=True)
     best = list(itertools.accumulate(accuracy, max))
     fell = [b >= ACCURACY_MIN_BEST and a < ACCURACY_FRACTION * b for a, b in zip(accuracy, best, strict=True)]
     fired = [("length", length), ("formatting", lost), ("accuracy", first_stretch(steps, fell))]

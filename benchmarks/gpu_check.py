@@ -155,7 +155,7 @@ def step_child(variant: str, model_dir: str, sizes: Sizes) -> dict:
             processing_class=word_tokenizer(sizes.vocab),
             callbacks=[clock],
         )
-        clock.time(trainer, "_generate", "generation")
+        clock.time_trl(trainer)
         trainer.train()
         peak = torch.cuda.max_memory_allocated() if on_gpu else vm_kib("VmHWM") * 1024
     losses = _losses(trainer)

@@ -85,8 +85,7 @@ def child(variant: str, size: str, steps: int, warmup: int, completion_length: i
             processing_class=tokenizer,
             callbacks=[clock],
         )
-        clock.time(trainer, "_generate", "generation")
-        clock.time(trainer, "_compute_loss", "loss")
+        clock.time_trl(trainer)
         if isinstance(trainer, GTPOTrainer):
             clock.time(trainer, "_policy_entropies", "entropy_pass")
         for name in GTPO_ADDITIONS:

@@ -4,9 +4,9 @@ builds it in Python or passes its flags to `gtpo train`, and the step clock time
 import time
 
 import pytest
-from trl import GRPOConfig
+from trl import GRPOConfig, GRPOTrainer
 
-from benchmarks.common import DEMO_RECIPE, VARIANTS, StepClock
+from benchmarks.common import DEMO_RECIPE, TRL_TIMED, VARIANTS, StepClock
 from gtpo import GTPOConfig, GTPOTrainer
 from gtpo.app.pipeline import training_config
 from gtpo.app.recipe import load_recipe
@@ -48,3 +48,8 @@ def test_step_clock_times_wrapped_parts():
     assert clock.median("loss", warmup=1) == 0.0
     with pytest.raises(SystemExit, match="none after the 3 warm-up steps"):
         clock.median("step", warmup=3)
+
+
+@pytest.mark.parametrize("name", sorted(TRL_TIMED))
+def test_timed_trl_methods_exist(name):
+    assert callable(getattr(GRPOTrainer, name, None)), f"TRL's GRPOTrainer has no {name} to time"
