@@ -10,5 +10,5 @@ python -m benchmarks.conflict_detection --grid full --repeats 1
 python -m benchmarks.training_step --composed --sizes demo 100m --steps 11 --warmup 1
 python -m benchmarks.memory --plot benchmarks/memory.png
 python -m benchmarks.learning --jobs 2 --out runs/learning --plots benchmarks
-python benchmarks/stability.py --jobs 2 --out runs/stability
-python benchmarks/stability.py --jobs 2 --model smollm2-135m --out runs/stability_smollm2
+python -m benchmarks.stability --jobs 2 --out runs/stability
+python -m benchmarks.stability --jobs 2 --model smollm2-135m --out runs/stability_smollm2

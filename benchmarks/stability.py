@@ -40,12 +40,12 @@ recorded run is never redone, so a later session resumes the study, and `--repor
 and figures from the records alone. Runs go the key pair (GRPO beta 0, GTPO paper) on every seed
 first, seed by seed, then the other variants; no run starts once OUT/STOP exists.
 
-    python benchmarks/stability.py --jobs 2                  # default cells, 6 variants, seeds 0-4
-    python benchmarks/stability.py --jobs 2 --quick          # 1 cell, GRPO beta 0 vs GTPO, 3 seeds
-    python benchmarks/stability.py --jobs 2 --cells all --loss_types
-    python benchmarks/stability.py --jobs 2 --model smollm2-135m --budget_minutes 30
-    python benchmarks/stability.py --jobs 2 --cells long --out runs/long   # its 4 variants, 5 seeds
-    python benchmarks/stability.py --cells long --report                     # from the records
+    python -m benchmarks.stability --jobs 2                  # default cells, 6 variants, seeds 0-4
+    python -m benchmarks.stability --jobs 2 --quick          # 1 cell, GRPO beta 0 vs GTPO, 3 seeds
+    python -m benchmarks.stability --jobs 2 --cells all --loss_types
+    python -m benchmarks.stability --jobs 2 --model smollm2-135m --budget_minutes 30
+    python -m benchmarks.stability --jobs 2 --cells long --out runs/long   # its 4 variants, 5 seeds
+    python -m benchmarks.stability --cells long --report                     # from the records
 
 Flags it does not know go to every `gtpo train` (e.g. `--dataset.limit 1000`), unless the script
 itself sets that field, which is refused.
@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import itertools
 import json
 import math
 import statistics
@@ -70,26 +69,30 @@ from typing import Any
 
 import numpy as np
 import yaml
-from _runs import DEMO_RECIPE, ROOT, from_start, smoothed, threads_per_run, train
 
-# The collapse rule (see the module docstring); changing any of these changes the study.
-WINDOW = 10
-CONSECUTIVE = 10
-CLIPPED_MAX = 0.5
-FORMAT_FLOOR = 0.5
-ACCURACY_FRACTION = 0.5
-ACCURACY_MIN_BEST = 0.1
-HELD_OUT_FORMAT_FRACTION = 0.5
+from benchmarks import common
+from benchmarks.common import (
+    DEMO_RECIPE,
+    ROOT,
+    WINDOW,
+    Collapse,
+    collapse,
+    from_start,
+    threads_per_run,
+    trailing_means,
+    train,
+)
 
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
 
 VARIANTS: dict[str, tuple[str, ...]] = {
-    # TRL's default loss_type is "dapo"; the GRPO baselines use GRPO's own, as GTPO does.
-    "grpo_beta0": ("--algorithm", "grpo", "--loss_type", "grpo"),
-    "grpo_beta0.04": ("--algorithm", "grpo", "--loss_type", "grpo", "--beta", "0.04"),
-    "gtpo_paper": ("--preset", "paper"),
-    "gtpo_official": ("--preset", "official"),
+    # The shared four (benchmarks.common: GRPO's baselines use GRPO's loss_type, as GTPO does), then
+    # the two ablations.
+    **{
+        name: common.VARIANTS[name].flags()
+        for name in ("grpo_beta0", "grpo_beta0.04", "gtpo_paper", "gtpo_official")
+    },
     "conflict_only": ("--entropy_gate", "off", "--gamma", "0"),
     "entropy_only": ("--positive_weight", "1", "--negative_weight", "1"),
 }
@@ -204,59 +207,6 @@ RESULTS = ROOT / "benchmarks" / "results"  # per-run records of full runs (track
 # ------------------------------------------------------------------------------------------------
 # The collapse rule and the statistics (pure functions of metric records)
 # ------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Collapse:
-    reason: str  # "length", "formatting", "accuracy" or "held-out formatting"
-    step: int | None  # first step of the stretch that fired; None for "held-out formatting"
-
-
-def first_stretch(steps: list[int], flags: list[bool], length: int = CONSECUTIVE) -> int | None:
-    """The step that begins the first run of `length` consecutive true flags, or None."""
-    count = 0
-    for index, flag in enumerate(flags):
-        count = count + 1 if flag else 0
-        if count == length:
-            return steps[index - length + 1]
-    return None
-
-
-def _series(metrics: list[dict[str, Any]], key: str, full: bool = False) -> tuple[list[int], list[float]]:
-    """Steps and 10-step trailing means of one metric; with `full`, only the means of 10 steps."""
-    records = [m for m in metrics if key in m and "step" in m]
-    first = WINDOW - 1 if full else 0
-    steps = [int(m["step"]) for m in records]
-    return steps[first:], smoothed([float(m[key]) for m in records], WINDOW)[first:]
-
-
-def collapse(
-    metrics: list[dict[str, Any]],
-    before_formatting: float | None = None,
-    after_formatting: float | None = None,
-) -> Collapse | None:
-    """Whether and where a run collapsed, by the rule in the module docstring (earliest criterion
-    wins; on a tie: length, formatting, accuracy)."""
-    steps, clipped = _series(metrics, "completions/clipped_ratio", full=True)
-    length = first_stretch(steps, [c > CLIPPED_MAX for c in clipped])
-    steps, formatting = _series(metrics, "formatting", full=True)
-    held = [any(f >= FORMAT_FLOOR for f in formatting[:i]) for i in range(len(formatting))]
-    lost = first_stretch(steps, [h and f < FORMAT_FLOOR for h, f in zip(held, formatting, strict=True)])
-    steps, accuracy = _series(metrics, "accuracy", full=True)
-    best = list(itertools.accumulate(accuracy, max))
-    fell = [b >= ACCURACY_MIN_BEST and a < ACCURACY_FRACTION * b for a, b in zip(accuracy, best, strict=True)]
-    fired = [("length", length), ("formatting", lost), ("accuracy", first_stretch(steps, fell))]
-    found = [(step, order, reason) for order, (reason, step) in enumerate(fired) if step is not None]
-    if found:
-        step, _, reason = min(found)
-        return Collapse(reason, step)
-    if (
-        before_formatting is not None
-        and after_formatting is not None
-        and after_formatting < HELD_OUT_FORMAT_FRACTION * before_formatting
-    ):
-        return Collapse("held-out formatting", None)
-    return None
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -413,7 +363,7 @@ def training_series(metrics: list[dict[str, Any]]) -> dict[str, list[float]]:
     so about TRAINING_POINTS points), with their steps under "step"."""
     series: dict[str, list[float]] = {}
     for key in TRAINING_KEYS:
-        steps, values = _series(metrics, key)
+        steps, values = trailing_means(metrics, key)
         stride = max(1, len(steps) // TRAINING_POINTS)
         kept = [i for i in range(len(steps)) if (i + 1) % stride == 0]
         series.setdefault("step", [steps[i] for i in kept])

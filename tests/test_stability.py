@@ -2,27 +2,16 @@
 intervals on crafted metric records with hand-computed answers, the command line's refusals, and
 every recipe the sweep would run being valid."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from benchmarks import common
+from benchmarks import stability as stability_module
 
 
 @pytest.fixture(scope="module")
 def stability():
-    """benchmarks/stability.py as a module (benchmarks/ is not a package; it imports _runs)."""
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        spec = importlib.util.spec_from_file_location("benchmark_stability", BENCHMARKS / "stability.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # its dataclasses look their module up there
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return module
+    """benchmarks/stability.py, imported from the benchmarks package."""
+    return stability_module
 
 
 def records(**series: list[float]) -> list[dict]:
@@ -32,12 +21,12 @@ def records(**series: list[float]) -> list[dict]:
             for i in range(length)]  # fmt: skip
 
 
-def test_first_stretch(stability):
+def test_first_stretch():
     steps = [1, 2, 3, 4, 5, 6]
     flags = [True, False, True, True, True, False]
-    assert stability.first_stretch(steps, flags, 3) == 3
-    assert stability.first_stretch(steps, flags, 4) is None
-    assert stability.first_stretch([], [], 1) is None
+    assert common.first_stretch(steps, flags, 3) == 3
+    assert common.first_stretch(steps, flags, 4) is None
+    assert common.first_stretch([], [], 1) is None
 
 
 def test_length_collapse(stability):
@@ -153,7 +142,8 @@ def test_command_line_defaults_and_quick(stability):
         stability.MODELS["tiny-demo"], args.cells, args.variants, args.out, extra, None, None, 1
     )
     assert [study.planned_steps(c) for c in args.cells] == [80] * len(args.cells)
-    assert args.results == stability.RESULTS and args.plots == BENCHMARKS  # a full run: tracked files
+    # a full run writes the tracked files
+    assert args.results == stability.RESULTS and args.plots == stability.ROOT / "benchmarks"
     args, _ = stability.parse(["--quick", "--seeds", "7"])
     assert (args.cells, args.seeds, args.steps) == (["lr_1e-3"], [7], 50)
     assert (args.results, args.plots) == (args.out / "results", args.out)  # never tracked files
