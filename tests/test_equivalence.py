@@ -20,6 +20,8 @@ torch.set_num_threads(1)
 PROMPT = [{"role": "user", "content": "What is 1 + 1?"}]
 # Every loss type of TRL 1.16 that GTPOConfig accepts (luspo is refused: tests/test_trainer.py).
 LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "vespo")
+# TRL's function as imported, before any test wraps it on the class.
+_TRL_LOGPS_AND_ENTROPIES = GRPOTrainer._get_per_token_logps_and_entropies
 OFF = dict(positive_weight=1.0, negative_weight=1.0, entropy_gate="off", gamma=0.0)
 
 
@@ -241,16 +243,7 @@ def test_one_policy_pass_per_batch(tmp_path, monkeypatch, accumulation, steps_pe
     assert ("old_per_token_logps" in batch) == (steps_per_generation > accumulation)
     assert "_get_per_token_logps_and_entropies" not in vars(trainer)  # the wrapper is gone again
     ids, mask = batch["completion_ids"], batch["completion_mask"]
-    with torch.no_grad():
-        _, entropies, _ = original(
-            trainer,
-            trainer.model,
-            torch.cat([batch["prompt_ids"], ids], 1),
-            torch.cat([batch["prompt_mask"], mask], 1),
-            ids.shape[1],
-            compute_entropy=True,
-        )
-    mean_entropy = algorithm.mean_completion_entropy(entropies, mask)
+    mean_entropy = algorithm.mean_completion_entropy(_no_grad_entropies(trainer, batch), mask)
     adv = trl["advantages"]
     weights = algorithm.token_weights(algorithm.conflict_mask(ids, mask, adv, 4), adv)
     gate = algorithm.entropy_gate(mean_entropy, "paper", math.log(2), trainer.initial_entropy)
@@ -300,11 +293,12 @@ def test_misaligned_steps_reuse_trl_s_pass(tmp_path, monkeypatch):
     assert calls.count((True, True)) == 4
 
 
-def _eager_batch(trainer, batch) -> dict:
-    """The batch as the first batch would carry it: GTPO's advantages complete, from a no-grad pass."""
+def _no_grad_entropies(trainer, batch) -> torch.Tensor:
+    """(B, T) entropies of the policy over the batch's completions, from one no-grad pass of TRL's
+    own (unwrapped) function."""
     ids, mask = batch["completion_ids"], batch["completion_mask"]
     with torch.no_grad():
-        _, entropies, _ = GRPOTrainer._get_per_token_logps_and_entropies(
+        _, entropies, _ = _TRL_LOGPS_AND_ENTROPIES(
             trainer,
             trainer.model,
             torch.cat([batch["prompt_ids"], ids], 1),
@@ -312,7 +306,13 @@ def _eager_batch(trainer, batch) -> dict:
             ids.shape[1],
             compute_entropy=True,
         )
-    mean_entropy = algorithm.mean_completion_entropy(entropies, mask)
+    return entropies
+
+
+def _eager_batch(trainer, batch) -> dict:
+    """The batch as the first batch would carry it: GTPO's advantages complete, from a no-grad pass."""
+    entropies = _no_grad_entropies(trainer, batch)
+    mean_entropy = algorithm.mean_completion_entropy(entropies, batch["completion_mask"])
     adv = batch["gtpo_sequence_advantages"]
     args = trainer.args
     gate = algorithm.entropy_gate(
