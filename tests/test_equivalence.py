@@ -323,17 +323,23 @@ def _eager_batch(trainer, batch) -> dict:
     return {**kept, "advantages": advantages}
 
 
+def _batch_after_h_ini(trainer, accumulation: int) -> dict:
+    """A training batch of crafted rollouts after the first one (which measures H_ini), so GTPO
+    completes its advantages at loss time; the model is left in training mode."""
+    _fixed_rollouts(trainer, "crafted")
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = accumulation
+    trainer._generate_and_score_completions([{"prompt": PROMPT}] * 4)  # H_ini
+    return trainer._generate_and_score_completions([{"prompt": PROMPT}] * 4)
+
+
 @pytest.mark.parametrize("loss_type", LOSS_TYPES)
 def test_loss_time_advantages_equal_batch_advantages_for_every_loss_type(tmp_path, loss_type):
     """For every TRL loss type, completing the advantages in the loss's own pass gives the loss and
     gradients that TRL's loss gives on advantages computed beforehand from a no-grad pass."""
     trainer = _trainer(tmp_path, loss_type=loss_type, gradient_accumulation_steps=2, entropy_threshold=3.0)
-    _fixed_rollouts(trainer, "crafted")
+    batch = _batch_after_h_ini(trainer, accumulation=2)
     model = trainer.model
-    model.train()
-    trainer.current_gradient_accumulation_steps = 2
-    trainer._generate_and_score_completions([{"prompt": PROMPT}] * 4)  # H_ini
-    batch = trainer._generate_and_score_completions([{"prompt": PROMPT}] * 4)
     assert "advantages" not in batch
     lazy = trainer.compute_loss(model, batch)
     lazy.backward()
@@ -361,12 +367,8 @@ def test_capture_takes_the_policy_not_the_reference_model(tmp_path, monkeypatch)
         trainer.ref_model, temperature=trainer.temperature, cast_lm_head_to_fp32=False,
         outputs=("log_probs", "entropy"),
     )  # fmt: skip
-    _fixed_rollouts(trainer, "crafted")
+    batch = _batch_after_h_ini(trainer, accumulation=1)
     model = trainer.model
-    model.train()
-    trainer.current_gradient_accumulation_steps = 1
-    trainer._generate_and_score_completions([{"prompt": PROMPT}] * 4)  # H_ini
-    batch = trainer._generate_and_score_completions([{"prompt": PROMPT}] * 4)
     original = GRPOTrainer._compute_loss
     read: dict[str, torch.Tensor] = {}
 
