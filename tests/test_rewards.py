@@ -113,7 +113,7 @@ def test_hostile_answers_return_zero_in_bounded_time(answer, monkeypatch):
         waits.append(timeout)
         if timeout == rewards_module.WORKER_START_TIMEOUT_SECONDS:  # a fresh worker imports sympy
             return read_line(timeout)
-        return read_line(min(timeout, 1.0))  # what is checked is the time asked for; wait 1 s at most
+        return read_line(min(timeout, 0.3))  # what is checked is the time asked for; 0 either way
 
     monkeypatch.setattr(rewards_module._VERIFIER, "_read_line", recorded)
     rewards = correctness_reward([f"<reasoning>r</reasoning><answer>{answer}</answer>"], answer=["5"])
@@ -122,12 +122,8 @@ def test_hostile_answers_return_zero_in_bounded_time(answer, monkeypatch):
     assert len(checks) <= 1 and all(w <= rewards_module.CHECK_TIMEOUT_SECONDS for w in checks)
 
 
-def test_checks_keep_working_after_a_timeout():
-    assert answers_equal("10^{10^{10^{10}}}", "5", timeout=1.0) is False
-    assert answers_equal("\\frac{1}{2}", "0.5") is True
-
-
 def test_a_timeout_inside_a_batch_costs_only_that_check():
+    """The worker is restarted after the timeout, so the checks after it still get verdicts."""
     pairs = [("2/4", "0.5"), ("10^{10^{10^{10}}}", "5"), ("\\frac{3}{6}", "0.5"), ("x^2", "x^3")]
     assert answers_equal_many(pairs, timeout=1.0) == [True, False, True, False]
 
@@ -306,4 +302,4 @@ def test_prose_is_read_at_the_end_of_a_long_output():
 
 def test_the_checks_of_one_answer_are_one_request_under_one_time_limit():
     requests = [[("\\frac{1}{2}", "0.5"), ("10^{10^{10^{10}}}", "5")], [("2/4", "0.5")]]
-    assert rewards_module._VERIFIER.verdicts(requests, timeout=1.0) == [[False, False], [True]]
+    assert rewards_module._VERIFIER.verdicts(requests, timeout=0.5) == [[False, False], [True]]

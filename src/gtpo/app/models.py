@@ -5,6 +5,7 @@ or a local path, as TRL loads them. `load_model_and_tokenizer` is the one loader
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import string
@@ -97,23 +98,32 @@ def _learn_merges(pieces: list[str], count: int) -> list[tuple[str, str]]:
     return merges
 
 
+def _pre_tokenizer() -> pre_tokenizers.Split:
+    return pre_tokenizers.Split(Regex(r"\d+| ?[A-Za-z]+"), "isolated")
+
+
+@functools.cache
+def _tokenizer_merges() -> tuple[tuple[str, str], ...]:
+    """Numbers 10..99, then the merges learned from the fixed corpus (learned once per process)."""
+    number_merges = [(tens, unit) for tens in "123456789" for unit in string.digits]
+    text = SYSTEM_PROMPT + CORPUS
+    pieces = [piece for piece, _ in _pre_tokenizer().pre_tokenize_str(text) if not piece.isdigit()]
+    free = MAX_VOCAB - len(SPECIALS) - len(string.printable) - len(number_merges)
+    return tuple(number_merges + _learn_merges(pieces, free))
+
+
 def build_tokenizer() -> PreTrainedTokenizerFast:
     """A small BPE tokenizer built offline and deterministically (at most MAX_VOCAB tokens).
 
     Every printable ASCII character is a token, numbers 10..99 are single tokens, and merges learned
     from a fixed corpus make common words single tokens; other characters map to <unk>. The paper's
     tags and the chat markers are single tokens; pad and eos differ."""
-    pre_tokenizer = pre_tokenizers.Split(Regex(r"\d+| ?[A-Za-z]+"), "isolated")
-    number_merges = [(tens, unit) for tens in "123456789" for unit in string.digits]
-    text = SYSTEM_PROMPT + CORPUS
-    pieces = [piece for piece, _ in pre_tokenizer.pre_tokenize_str(text) if not piece.isdigit()]
-    free = MAX_VOCAB - len(SPECIALS) - len(string.printable) - len(number_merges)
-    merges = number_merges + _learn_merges(pieces, free)
+    merges = list(_tokenizer_merges())
     vocab: dict[str, int] = {}
     for token in [*SPECIALS, *string.printable, *(a + b for a, b in merges)]:
         vocab.setdefault(token, len(vocab))
     backend = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token=UNK))
-    backend.pre_tokenizer = pre_tokenizer
+    backend.pre_tokenizer = _pre_tokenizer()
     backend.decoder = decoders.Fuse()
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
