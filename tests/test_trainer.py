@@ -13,7 +13,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from gtpo import algorithm
 from gtpo.app.models import build_tiny_model, build_tokenizer
-from gtpo.checkpoints import STATE_FILE
+from gtpo.checkpoints import BUFFER_FILE, STATE_FILE
 from gtpo.config import GTPOConfig
 from gtpo.trainer import GTPOTrainer
 
@@ -327,6 +327,28 @@ def test_several_iterations_and_generation_steps(tmp_path):
     assert region[0] == 0.0  # the first step is on-policy: every ratio is exactly 1
     assert max(region) > 0.0, region
     assert all(e["clip_ratio/region_mean"] >= e["clip_ratio/high_mean"] for e in logged)
+
+
+def test_a_generation_buffer_saved_before_the_stall_guard_resumes_exactly(tmp_path):
+    """gtpo before the stall guard saved TRL's buffer without its counts (gtpo_gate,
+    gtpo_shaping_only); the advantages in it are complete, so a resume from it trains what the
+    uninterrupted run trained."""
+    run = _trainer(tmp_path / "run", steps_per_generation=2, save_strategy="steps", save_steps=1)
+    run.train()
+    checkpoint = tmp_path / "run" / "out" / "checkpoint-1"  # between the two steps of one generation
+    buffer_file = checkpoint / BUFFER_FILE.format(0)
+    buffer = torch.load(buffer_file, weights_only=True)
+    for micro_batch in buffer:
+        del micro_batch["gtpo_gate"], micro_batch["gtpo_shaping_only"]
+    torch.save(buffer, buffer_file)
+
+    resumed = _trainer(tmp_path / "resumed", steps_per_generation=2)
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert resumed.state.global_step == 2
+    for (name, trained), (_, again) in zip(
+        run.model.named_parameters(), resumed.model.named_parameters(), strict=True
+    ):
+        assert torch.equal(trained, again), name
 
 
 @pytest.mark.slow

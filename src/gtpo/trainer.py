@@ -404,7 +404,9 @@ class GTPOTrainer(CrashSafeCheckpoints, GRPOTrainer):
         mode = "train" if self.model.training else "eval"
         if "gtpo_token_weights" not in inputs:  # advantages complete in the batch
             loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            if mode == "train":
+            # A generation buffer saved by gtpo before the stall guard existed lacks its counts; its
+            # advantages are complete all the same, so it trains as saved, unwatched.
+            if mode == "train" and "gtpo_gate" in inputs:
                 self._watch(inputs["gtpo_gate"], inputs["gtpo_shaping_only"])
             return loss
         with self._entropies_of_policy_pass(model) as captured:
