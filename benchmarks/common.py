@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -165,6 +166,14 @@ def step_variant(name: str) -> tuple[Variant, dict[str, Any]]:
     return Variant("gtpo") if trainer == "gtpo" else Variant("grpo"), fields
 
 
+def cycle_steps(variant: str) -> int:
+    """How many optimisation steps a step benchmark's variant takes per generation: 1 at TRL's
+    defaults (steps_per_generation = gradient accumulation), 2 for the "reuse" variants."""
+    fields = step_variant(variant)[1]
+    accumulation = fields.get("gradient_accumulation_steps", 1)
+    return math.lcm(fields.get("steps_per_generation", accumulation), accumulation) // accumulation
+
+
 # ------------------------------------------------------------------------------------------------
 # The step clock
 # ------------------------------------------------------------------------------------------------
@@ -222,12 +231,34 @@ class StepClock(TrainerCallback):
         for name, part in TRL_TIMED.items():
             self.time(trainer, name, part)
 
-    def median(self, part: str, warmup: int, share: bool = False) -> float:
-        """Median over the steps after the first `warmup` of a part's seconds (or share of the step)."""
-        timed = self.steps[warmup:]
-        if not timed:
-            raise SystemExit(f"{len(self.steps)} steps ran, none after the {warmup} warm-up steps")
-        return statistics.median(s.get(part, 0.0) / (s["step"] if share else 1.0) for s in timed)
+    def per_cycle(self, part: str, warmup: int, share: bool = False, cycle: int = 1) -> list[float]:
+        """A part's seconds per step (or share of the time) in each whole cycle of `cycle` steps after
+        the first `warmup` cycles. A cycle is one generation's steps: with steps_per_generation 2 and
+        no accumulation, TRL generates on every other step, and single steps of the two kinds would
+        mix in one median (which then falls in the gap between them)."""
+        count = len(self.steps) // cycle - warmup
+        if count <= 0:
+            raise SystemExit(
+                f"{len(self.steps)} steps ran, no whole {cycle}-step cycle after the {warmup} warm-up cycles"
+            )
+        chunks = [self.steps[(warmup + k) * cycle : (warmup + k + 1) * cycle] for k in range(count)]
+        parts = [sum(s.get(part, 0.0) for s in chunk) for chunk in chunks]
+        if share:
+            return [value / sum(s["step"] for s in chunk) for value, chunk in zip(parts, chunks, strict=True)]
+        return [value / cycle for value in parts]
+
+    def median(self, part: str, warmup: int, share: bool = False, cycle: int = 1) -> float:
+        """Median of `per_cycle` (a part's seconds per step, or its share, in each timed cycle)."""
+        return statistics.median(self.per_cycle(part, warmup, share, cycle))
+
+
+def paired_ratios(ours: list[float], theirs: list[float]) -> tuple[float, float, float]:
+    """Quartiles (first, median, third) of the cycle-by-cycle ratios ours[k] / theirs[k] of two
+    runs that took their steps in turns (`interleaved`): cycle k of each trained on the same batch,
+    one right after the other, so what the two share (the batch's lengths, the machine's load at
+    the time) cancels out of each ratio."""
+    q1, median, q3 = statistics.quantiles([a / b for a, b in zip(ours, theirs, strict=True)], n=4)
+    return q1, median, q3
 
 
 STEP_MARK = "@@step "  # how a LockstepClock's child reports a finished step on its stdout
@@ -253,9 +284,12 @@ def interleaved(
 ) -> dict[str, dict[str, Any]]:
     """`python -m benchmarks.MODULE --child ARGS...` for each run (name -> ARGS), all started at once,
     whose trainers (with a LockstepClock) take their `steps` optimisation steps in turns, one step at
-    a time, each round in the reverse order of the one before (A B, B A, A B, ...): the load of a
-    shared machine falls on every run alike, and each run's peak memory stays its own. Returns each
-    run's JSON result (its last line of output), or SystemExit naming the run that failed."""
+    a time, always in the same order (A B A B ...): the load of a shared machine falls on every run
+    alike, each run's peak memory stays its own, and every step follows another run's step, so no
+    run's steps find the CPU caches warm from its own previous step. (Reversing the order every
+    round, A B B A, gave each run every other step warm: with TRL generating on every other step,
+    one run's generating steps were all warm, the other's all cold.) Returns each run's JSON
+    result (its last line of output), or SystemExit naming the run that failed."""
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     child_env = {**os.environ, "PYTHONPATH": path, **(env or {})}
     with tempfile.TemporaryDirectory() as folder:
@@ -268,9 +302,8 @@ def interleaved(
                     child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                              stderr=stderr, text=True, env=child_env)  # fmt: skip
                 children[name] = (child, log)
-            order = list(runs)
-            for round_index in range(steps):
-                for name in order if round_index % 2 == 0 else order[::-1]:
+            for _ in range(steps):
+                for name in runs:
                     _one_step(name, *children[name])
             results = {}
             for name, (child, log) in children.items():

@@ -39,7 +39,9 @@ from benchmarks.common import (
     WORD_PROMPT,
     LockstepClock,
     child_result,
+    cycle_steps,
     interleaved,
+    paired_ratios,
     reset_peak_rss,
     run_child,
     spread_reward,
@@ -61,8 +63,8 @@ class Sizes:
     kv_heads: int
     group: int
     completion_length: int
-    steps: int
-    warmup: int
+    steps: int  # timed generation cycles (one step each, two with "reuse"), after
+    warmup: int  # untimed ones
     conflict_grid: str  # a grid of benchmarks/conflict_detection.py
     conflict_vocabs: tuple[int, ...]
     tiny_model: str
@@ -71,10 +73,10 @@ class Sizes:
     step_pairs: tuple[str, ...]  # keys of STEP_PAIRS, in the order they run
 
 
-FULL = Sizes(151_936, 896, 4864, 24, 14, 2, 8, 1024, 4, 1, "issue", (32_000, 151_936), "tiny-100m", 6, 128,
+FULL = Sizes(151_936, 896, 4864, 24, 14, 2, 8, 1024, 3, 1, "issue", (32_000, 151_936), "tiny-100m", 6, 128,
              tuple(STEP_PAIRS))  # fmt: skip
 # On CPU each trainer's start costs more than its steps: one loss type's pairs only.
-SMALL = Sizes(8192, 64, 256, 2, 4, 2, 4, 64, 3, 1, "small", (32_000,), "tiny-test", 3, 16,
+SMALL = Sizes(8192, 64, 256, 2, 4, 2, 4, 64, 2, 1, "small", (32_000,), "tiny-test", 3, 16,
               ("beta0.04", "dapo:aligned", "dapo:reuse"))  # fmt: skip
 
 
@@ -131,13 +133,15 @@ def save_step_model(folder: str, sizes: Sizes) -> int:
 
 
 def step_child(variant: str, model_dir: str, sizes: Sizes) -> dict:
-    """In a child process: train `variant` for sizes.steps steps; step times and peak memory."""
+    """In a child process: train `variant` for sizes.warmup + sizes.steps generation cycles; step
+    times (per cycle, as benchmarks.common.StepClock.per_cycle) and peak memory."""
     from datasets import Dataset
 
     torch.manual_seed(0)
     clock = LockstepClock()
     with tempfile.TemporaryDirectory() as folder:
-        fields = _common_config(folder, sizes, sizes.completion_length, sizes.steps)
+        cycle = cycle_steps(variant)
+        fields = _common_config(folder, sizes, sizes.completion_length, (sizes.warmup + sizes.steps) * cycle)
         fields["model_init_kwargs"] = {"dtype": "bfloat16"}  # TRL would load the saved bf16 weights in fp32
         chosen, variant_fields = step_variant(variant)
         config, trainer_class = chosen.trainer(**{**fields, **variant_fields})
@@ -163,8 +167,9 @@ def step_child(variant: str, model_dir: str, sizes: Sizes) -> dict:
     lengths = [entry[key] for entry in trainer.state.log_history if key in entry]
     return {
         "variant": variant,
-        "step_s": clock.median("step", sizes.warmup),
-        "generation_s": clock.median("generation", sizes.warmup),
+        "step_s": clock.median("step", sizes.warmup, cycle=cycle),
+        "cycle_s": clock.per_cycle("step", sizes.warmup, cycle=cycle),
+        "generation_s": clock.median("generation", sizes.warmup, cycle=cycle),
         "peak_mib": (peak - base) / 2**20,
         "losses": losses,
         "min_completion_length": min(lengths),
@@ -193,12 +198,13 @@ def step_pair(key: str, model_dir: str, sizes: Sizes, small: list[str]) -> dict:
     steps in turns (benchmarks.common.interleaved); both results and the ratios."""
     name, ours, theirs = STEP_PAIRS[key]
     runs = {variant: ["step", variant, model_dir, *small] for variant in (ours, theirs)}
-    results = interleaved("gpu_check", runs, sizes.steps, _child_env())
+    total = (sizes.warmup + sizes.steps) * cycle_steps(ours)
+    results = interleaved("gpu_check", runs, total, _child_env())
     return {
         "name": name,
         "ours": results[ours],
         "theirs": results[theirs],
-        "step_ratio": results[ours]["step_s"] / results[theirs]["step_s"],
+        "step_ratio": paired_ratios(results[ours]["cycle_s"], results[theirs]["cycle_s"])[1],
         "memory_ratio": results[ours]["peak_mib"] / results[theirs]["peak_mib"],
     }
 
@@ -286,7 +292,7 @@ def markdown(report: dict) -> str:
         lines += [
             f"## Training step: {step['parameters'] / 1e6:.0f}M parameters, vocabulary {step['vocab']:,}, "
             f"G = {step['group']}, {step['completion_length']} tokens, bf16, "
-            f"median of {step['timed_steps']} steps",
+            f"medians of {step['timed_cycles']} generation cycles (step time: of the cycle-by-cycle ratios)",
             "",
             "| pair | GTPO step s | theirs step s | GTPO peak MiB | theirs peak MiB | step time | memory |",
             "| --- | --- | --- | --- | --- | --- | --- |",
@@ -378,7 +384,7 @@ def main() -> None:
         parameters = save_step_model(folder, sizes)
         report["step"] = step = {"parameters": parameters, "vocab": sizes.vocab, "group": sizes.group,
                                  "completion_length": sizes.completion_length,
-                                 "timed_steps": sizes.steps - sizes.warmup, "pairs": {}}  # fmt: skip
+                                 "timed_cycles": sizes.steps, "pairs": {}}  # fmt: skip
         for key in sizes.step_pairs:  # the most telling first: a run stopped by its time limit keeps them
             pair = step["pairs"][key] = step_pair(key, folder, sizes, small)
             print(f"step {pair['name']}: {pair['step_ratio']:.2f}x time, {pair['memory_ratio']:.2f}x memory")

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m benchmarks.conflict_detection --grid full --repeats 1
-python -m benchmarks.training_step --composed --sizes demo 100m --steps 11 --warmup 1
+python -m benchmarks.training_step --composed --sizes demo 100m --steps 10 --warmup 1
 python -m benchmarks.memory --plot benchmarks/memory.png
 python -m benchmarks.learning --jobs 2 --out runs/learning --plots benchmarks
 python -m benchmarks.stability --jobs 2 --out runs/stability

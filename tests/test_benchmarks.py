@@ -6,7 +6,7 @@ import time
 import pytest
 from trl import GRPOConfig, GRPOTrainer
 
-from benchmarks.common import DEMO_RECIPE, TRL_TIMED, VARIANTS, StepClock
+from benchmarks.common import DEMO_RECIPE, TRL_TIMED, VARIANTS, StepClock, cycle_steps, paired_ratios
 from gtpo import GTPOConfig, GTPOTrainer
 from gtpo.app.pipeline import training_config
 from gtpo.app.recipe import load_recipe
@@ -46,8 +46,35 @@ def test_step_clock_times_wrapped_parts():
     assert clock.median("step", warmup=1) >= clock.median("generation", warmup=1) + 0.01
     assert 0 < clock.median("generation", warmup=1, share=True) < 1
     assert clock.median("loss", warmup=1) == 0.0
-    with pytest.raises(SystemExit, match="none after the 3 warm-up steps"):
+    with pytest.raises(SystemExit, match="no whole 1-step cycle after the 3 warm-up cycles"):
         clock.median("step", warmup=3)
+
+
+def test_step_clock_times_whole_generation_cycles():
+    clock = StepClock()
+    # A reuse run: a generating step (0.3 s) then a step on the stored batch (0.1 s), five times over.
+    clock.steps = [{"step": 0.3, "generation": 0.2}, {"step": 0.1}] * 5
+    assert clock.per_cycle("step", warmup=1, cycle=2) == pytest.approx([0.2] * 4)
+    assert clock.per_cycle("generation", warmup=1, share=True, cycle=2) == pytest.approx([0.5] * 4)
+    assert clock.median("step", warmup=0, cycle=1) == pytest.approx(0.2)  # single steps: between the modes
+    clock.steps.append({"step": 0.3, "generation": 0.2})  # an unfinished cycle is left out
+    assert len(clock.per_cycle("step", warmup=0, cycle=2)) == 5
+    with pytest.raises(SystemExit, match="no whole 2-step cycle after the 5 warm-up cycles"):
+        clock.per_cycle("step", warmup=5, cycle=2)
+
+
+def test_paired_ratios_are_quartiles_of_cycle_by_cycle_ratios():
+    q1, median, q3 = paired_ratios([1.0, 2.0, 3.0, 4.0, 5.0], [1.0, 1.0, 1.0, 2.0, 2.0])
+    assert median == pytest.approx(2.0)  # ratios 1, 2, 3, 2, 2.5
+    assert q1 < median < q3
+    with pytest.raises(ValueError):
+        paired_ratios([1.0, 2.0], [1.0])
+
+
+def test_cycle_steps_counts_optimisation_steps_per_generation():
+    assert cycle_steps("gtpo:dapo:reuse") == cycle_steps("trl:dr_grpo:reuse") == 2
+    assert cycle_steps("gtpo:dapo:aligned") == cycle_steps("trl:grpo:aligned") == 1
+    assert all(cycle_steps(name) == 1 for name in VARIANTS)
 
 
 @pytest.mark.parametrize("name", sorted(TRL_TIMED))
